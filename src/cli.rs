@@ -1,0 +1,445 @@
+//! The command line. `main` only calls [`main`] here; every command is a thin layer over the
+//! library so that it can be tested without a shell.
+
+use crate::bench::{self, BenchOptions};
+use crate::error::{Error, Result};
+use crate::eval::{self, main_face, EvalOptions, Protocol};
+use crate::face::{FaceModels, ModelOptions};
+use crate::gallery::{Gallery, Person};
+use crate::imageio::load_rgb;
+use crate::models::ModelDir;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Exit code for "no" answers (different people, no match).
+pub const EXIT_NO: u8 = 1;
+/// Exit code for errors (unreadable file, no face, bad arguments).
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "facegate",
+    version,
+    about = "Face-unlock door: verify, identify, evaluate and benchmark faces",
+    long_about = "facegate finds faces (BlazeFace), aligns them (dlib 5-point landmarks) and embeds them \
+with a siamese encoder (dlib ResNet, int8) so that the distance between two embeddings says \
+whether two photos show the same person.\n\n\
+Exit codes: 0 = yes / success, 1 = no (different people, no match), 2 = error.",
+    after_help = "Examples:\n  facegate verify alice1.jpg alice2.jpg\n  facegate embed staff/*.jpg > embeddings.jsonl\n  \
+facegate identify visitor.jpg --gallery staff/\n  facegate eval --pairs pairs.tsv --root images/ --plot roc.png\n  \
+facegate bench tests/fixtures/faces/*.jpg"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub models: ModelArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Directory holding models.toml and the model files [default: $FACEGATE_MODELS, ./models]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// Encoder from the manifest: quantized (int8, default) or fp32
+    #[arg(long, global = true, default_value = "quantized")]
+    pub encoder: String,
+    /// Detector: short_range (faces within ~2 m, fast) or full_range (up to ~5 m)
+    #[arg(long, global = true, default_value = "short_range")]
+    pub detector: String,
+    /// Average the embeddings of each face and its mirror image (twice the encoder time)
+    #[arg(long, global = true)]
+    pub flip: bool,
+}
+
+impl ModelArgs {
+    pub fn options(&self) -> ModelOptions {
+        ModelOptions {
+            models_dir: self.models.clone().unwrap_or_else(ModelDir::default_path),
+            detector: self.detector.clone(),
+            encoder: self.encoder.clone(),
+            flip_average: self.flip,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Are two photos the same person? Prints the distance; exit 0 same, 1 different, 2 error
+    Verify {
+        a: PathBuf,
+        b: PathBuf,
+        /// Same person when the distance is below this [default: the model's, 0.6]
+        #[arg(long)]
+        threshold: Option<f32>,
+    },
+    /// Print the embedding of every face in each image, one JSON object per line
+    Embed {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Who is this? Match the largest face of IMAGE against a gallery of photos
+    Identify {
+        image: PathBuf,
+        /// Directory of photos: one subdirectory per person (its name is the id), or files named ID.jpg
+        #[arg(long)]
+        gallery: PathBuf,
+        #[arg(long)]
+        threshold: Option<f32>,
+    },
+    /// Verification accuracy on a pairs protocol (LFW pairs.txt or a TSV)
+    Eval(EvalArgs),
+    /// Per-stage timings of the door pipeline on real images
+    Bench {
+        /// Photos to turn into camera frames [default: tests/fixtures/faces/*]
+        images: Vec<PathBuf>,
+        /// Passes over the frames
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Camera frame size WIDTHxHEIGHT
+        #[arg(long, default_value = "640x480", value_parser = parse_size)]
+        frame: (u32, u32),
+        /// Embeddings in the gallery for the 1:N match stage
+        #[arg(long, default_value_t = 10_000)]
+        gallery_size: usize,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// LFW-format pairs.txt (images at ROOT/name/name_NNNN.jpg)
+    #[arg(long, conflicts_with = "pairs", required_unless_present = "pairs")]
+    pub lfw_pairs: Option<PathBuf>,
+    /// TSV of `image_a <TAB> image_b <TAB> same(1/0)`, paths relative to --root
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// Image root [default: the pairs file's directory; for a TSV also ROOT/images if present]
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// TSV `image <TAB> identity`, enabling --all-impostors for a TSV protocol
+    #[arg(long)]
+    pub identities: Option<PathBuf>,
+    /// Use every cross-identity pair of images as impostors (for FAR down to 1e-4 and below)
+    #[arg(long)]
+    pub all_impostors: bool,
+    /// Encoders to evaluate side by side (comma-separated) [default: --encoder]
+    #[arg(long, value_delimiter = ',')]
+    pub encoders: Vec<String>,
+    /// Write the ROC curve(s) to this PNG
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Worker threads [default: all cores]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_size(s: &str) -> std::result::Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
+    let p = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| format!("{s:?} is not WIDTHxHEIGHT"))
+    };
+    Ok((p(w)?, p(h)?))
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Runs a parsed command and returns its exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    let opts = cli.models.options();
+    match cli.command {
+        Command::Verify { a, b, threshold } => verify(&opts, &a, &b, threshold),
+        Command::Embed { images } => embed(&opts, &images),
+        Command::Identify {
+            image,
+            gallery,
+            threshold,
+        } => identify(&opts, &image, &gallery, threshold),
+        Command::Eval(args) => run_eval(&opts, args),
+        Command::Bench {
+            images,
+            runs,
+            frame,
+            gallery_size,
+            json,
+        } => {
+            let images = if images.is_empty() {
+                default_bench_images()?
+            } else {
+                images
+            };
+            let report = bench::run(
+                &opts,
+                &BenchOptions {
+                    images,
+                    runs,
+                    frame,
+                    gallery_size,
+                },
+            )?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("serialisable")
+                );
+            } else {
+                print!("{report}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn default_bench_images() -> Result<Vec<PathBuf>> {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces"));
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| matches!(x.to_str(), Some("jpg" | "jpeg" | "png")))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The largest face of one photo, or a "no face" error naming the file.
+fn embed_one(engine: &mut crate::face::FaceEngine, path: &Path) -> Result<crate::face::Face> {
+    let img = load_rgb(path)?;
+    let faces = engine.faces(&img)?;
+    main_face(&faces).cloned().ok_or_else(|| Error::NoFace {
+        path: path.to_path_buf(),
+    })
+}
+
+pub fn verify(opts: &ModelOptions, a: &Path, b: &Path, threshold: Option<f32>) -> Result<u8> {
+    let models = FaceModels::load(opts)?;
+    let mut engine = models.engine()?;
+    let fa = embed_one(&mut engine, a)?;
+    let fb = embed_one(&mut engine, b)?;
+    let t = threshold.unwrap_or_else(|| models.default_threshold());
+    let d = fa.embedding.distance(&fb.embedding);
+    let same = d < t;
+    println!(
+        "distance {d:.4} (threshold {t:.3}): {}",
+        if same {
+            "same person"
+        } else {
+            "different people"
+        }
+    );
+    Ok(if same { 0 } else { EXIT_NO })
+}
+
+pub fn embed(opts: &ModelOptions, images: &[PathBuf]) -> Result<u8> {
+    let models = FaceModels::load(opts)?;
+    let mut engine = models.engine()?;
+    let mut failed = false;
+    for p in images {
+        let result = load_rgb(p).and_then(|img| engine.faces(&img));
+        let line = match result {
+            Ok(faces) => serde_json::json!({
+                "image": p,
+                "encoder": models.encoder.name,
+                "encoder_sha256": models.encoder.sha256,
+                "faces": faces,
+            }),
+            Err(e) => {
+                failed = true;
+                eprintln!("error: {e}");
+                serde_json::json!({ "image": p, "error": e.to_string() })
+            }
+        };
+        println!("{line}");
+    }
+    Ok(if failed { EXIT_ERROR } else { 0 })
+}
+
+/// Builds a gallery from a directory of photos (see `identify --help`).
+pub fn gallery_from_dir(models: &Arc<FaceModels>, dir: &Path) -> Result<Gallery> {
+    let mut engine = models.engine()?;
+    let mut people = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let (id, photos) = if p.is_dir() {
+            let mut photos: Vec<PathBuf> = std::fs::read_dir(&p)
+                .map_err(|e| Error::io(&p, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file())
+                .collect();
+            photos.sort();
+            (p.file_name().unwrap().to_string_lossy().to_string(), photos)
+        } else {
+            (
+                p.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string(),
+                vec![p.clone()],
+            )
+        };
+        let mut embeddings = Vec::new();
+        for photo in &photos {
+            embeddings.push(embed_one(&mut engine, photo)?.embedding);
+        }
+        if !embeddings.is_empty() {
+            people.push(Person {
+                name: id.clone(),
+                id,
+                embeddings,
+            });
+        }
+    }
+    if people.is_empty() {
+        return Err(Error::Invalid(format!(
+            "gallery {} holds no photos",
+            dir.display()
+        )));
+    }
+    Ok(Gallery::from_people(people))
+}
+
+pub fn identify(
+    opts: &ModelOptions,
+    image: &Path,
+    gallery: &Path,
+    threshold: Option<f32>,
+) -> Result<u8> {
+    let models = FaceModels::load(opts)?;
+    let g = gallery_from_dir(&models, gallery)?;
+    let mut engine = models.engine()?;
+    let face = embed_one(&mut engine, image)?;
+    let t = threshold.unwrap_or_else(|| models.default_threshold());
+    let m = g.best_match(&face.embedding).expect("gallery is not empty");
+    let runner = m
+        .runner_up
+        .as_ref()
+        .map(|(id, d)| format!(", runner-up {id} at {d:.4}"))
+        .unwrap_or_default();
+    if m.distance < t {
+        println!(
+            "{} (distance {:.4}, threshold {t:.3}{runner})",
+            m.id, m.distance
+        );
+        Ok(0)
+    } else {
+        println!(
+            "no match: nearest is {} at {:.4}, threshold {t:.3}{runner}",
+            m.id, m.distance
+        );
+        Ok(EXIT_NO)
+    }
+}
+
+fn run_eval(opts: &ModelOptions, args: EvalArgs) -> Result<u8> {
+    let pairs_file = args
+        .lfw_pairs
+        .as_ref()
+        .or(args.pairs.as_ref())
+        .expect("clap requires one");
+    let parent = pairs_file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut protocol: Protocol = if let Some(p) = &args.lfw_pairs {
+        eval::read_lfw_pairs(p, &args.root.clone().unwrap_or(parent))?
+    } else {
+        let root = args.root.clone().unwrap_or_else(|| {
+            let images = parent.join("images");
+            if images.is_dir() {
+                images
+            } else {
+                parent.clone()
+            }
+        });
+        let mut p = eval::read_tsv_pairs(pairs_file, &root)?;
+        if let Some(ids) = &args.identities {
+            p.identities = eval::read_identities(ids, &root)?;
+        }
+        p
+    };
+    if protocol.folds < 2 {
+        protocol.folds = 10;
+        for (i, p) in protocol.pairs.iter_mut().enumerate() {
+            p.fold = i % 10;
+        }
+    }
+    let encoders = if args.encoders.is_empty() {
+        vec![opts.encoder.clone()]
+    } else {
+        args.encoders.clone()
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let eval_opts = EvalOptions {
+        threads,
+        all_impostors: args.all_impostors,
+        fars: vec![1e-2, 1e-3, 1e-4],
+    };
+    let mut reports = Vec::new();
+    for enc in encoders {
+        let models = FaceModels::load(&ModelOptions {
+            encoder: enc,
+            ..opts.clone()
+        })?;
+        let r = eval::evaluate(&models, &protocol, &eval_opts)?;
+        if !args.json {
+            print!("{r}");
+        }
+        reports.push(r);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("serialisable")
+        );
+    }
+    if let Some(plot) = &args.plot {
+        let curves: Vec<(String, Vec<_>)> = reports
+            .iter()
+            .map(|r| {
+                (
+                    format!(
+                        "{} (AUC {:.4}, EER {:.2}%)",
+                        r.encoder,
+                        r.auc,
+                        r.eer * 100.0
+                    ),
+                    r.roc.clone(),
+                )
+            })
+            .collect();
+        let title = format!(
+            "ROC: {} ({} pairs)",
+            pairs_file.file_name().unwrap_or_default().to_string_lossy(),
+            protocol.pairs.len()
+        );
+        crate::plot::roc_png(plot, &title, &curves)?;
+        eprintln!("ROC curve written to {}", plot.display());
+    }
+    Ok(0)
+}

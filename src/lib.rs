@@ -1,0 +1,20 @@
+//! facegate: face-unlock for an office door.
+//!
+//! A frame reads from camera to lock through modules named for their job: [`face`] finds,
+//! aligns and embeds faces; [`gallery`] holds enrolled embeddings and matches against them;
+//! [`eval`] measures verification accuracy; [`bench`] measures speed; [`cli`] is the command
+//! line. See README.md for the whole picture.
+
+pub mod bench;
+pub mod cli;
+pub mod error;
+pub mod eval;
+pub mod face;
+pub mod fsutil;
+pub mod gallery;
+pub mod imageio;
+pub mod metrics;
+pub mod models;
+pub mod plot;
+
+pub use error::{Error, Result};

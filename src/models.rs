@@ -1,0 +1,188 @@
+//! The model manifest (`models/models.toml`) and verified loading of model files.
+//!
+//! Every model file is checked against the sha256 in the manifest before tract sees it, and
+//! its declared input shape is checked against what the code expects, so a swapped, truncated or
+//! foreign model is refused at start with a message naming the file, never run.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Environment variable that overrides where models are looked up.
+pub const MODELS_ENV: &str = "FACEGATE_MODELS";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub schema: u32,
+    pub encoder: BTreeMap<String, EncoderSpec>,
+    pub detector: BTreeMap<String, DetectorSpec>,
+    pub landmarks: LandmarkSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EncoderSpec {
+    pub file: String,
+    pub sha256: String,
+    pub input_name: String,
+    pub input_shape: Vec<usize>,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub output_name: String,
+    pub embedding_size: usize,
+    pub chip_size: u32,
+    pub chip_padding: f64,
+    pub threshold: f32,
+    #[serde(default)]
+    pub quantization: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DetectorSpec {
+    pub file: String,
+    pub sha256: String,
+    pub input_name: String,
+    pub input_shape: Vec<usize>,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub regressors_output: String,
+    pub scores_output: String,
+    pub num_anchors: usize,
+    pub anchor_strides: Vec<u32>,
+    pub anchors_per_cell: usize,
+    pub min_score: f32,
+    pub nms_iou: f32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LandmarkSpec {
+    pub file: String,
+    pub sha256: String,
+    pub num_points: usize,
+    #[serde(default = "one")]
+    pub box_scale: f64,
+    #[serde(default)]
+    pub box_offset_x: f64,
+    #[serde(default)]
+    pub box_offset_y: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A directory holding `models.toml` and the files it names.
+#[derive(Debug, Clone)]
+pub struct ModelDir {
+    root: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl ModelDir {
+    /// Where models are looked for when no directory is given: `$FACEGATE_MODELS`, then
+    /// `./models`, then `/usr/share/facegate/models`, then the source tree's `models/`.
+    pub fn default_path() -> PathBuf {
+        if let Some(p) = std::env::var_os(MODELS_ENV) {
+            return PathBuf::from(p);
+        }
+        let candidates = [
+            PathBuf::from("models"),
+            PathBuf::from("/usr/share/facegate/models"),
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models")),
+        ];
+        candidates
+            .iter()
+            .find(|p| p.join("models.toml").is_file())
+            .cloned()
+            .unwrap_or_else(|| candidates[2].clone())
+    }
+
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        let path = root.join("models.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Manifest {
+            path: path.clone(),
+            reason: format!(
+                "{e}; point --models (or {MODELS_ENV}) at the directory holding models.toml"
+            ),
+        })?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| Error::Manifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if manifest.schema != 1 {
+            return Err(Error::Manifest {
+                path,
+                reason: format!(
+                    "schema {} is not supported by this facegate (expects 1)",
+                    manifest.schema
+                ),
+            });
+        }
+        Ok(ModelDir { root, manifest })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn encoder(&self, name: &str) -> Result<&EncoderSpec> {
+        self.manifest
+            .encoder
+            .get(name)
+            .ok_or_else(|| Error::Manifest {
+                path: self.root.join("models.toml"),
+                reason: format!(
+                    "no encoder named {name:?}; available: {}",
+                    self.manifest
+                        .encoder
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    pub fn detector(&self, name: &str) -> Result<&DetectorSpec> {
+        self.manifest
+            .detector
+            .get(name)
+            .ok_or_else(|| Error::Manifest {
+                path: self.root.join("models.toml"),
+                reason: format!(
+                    "no detector named {name:?}; available: {}",
+                    self.manifest
+                        .detector
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    /// Reads a model file and checks its sha256 against the manifest.
+    pub fn read_verified(&self, file: &str, sha256: &str) -> Result<Vec<u8>> {
+        let path = self.root.join(file);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let actual = sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(sha256) {
+            return Err(Error::ModelChecksum {
+                path,
+                expected: sha256.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    pub fn path_of(&self, file: &str) -> PathBuf {
+        self.root.join(file)
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
