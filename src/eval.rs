@@ -122,7 +122,7 @@ pub fn read_lfw_pairs(path: &Path, root: &Path) -> Result<Protocol> {
     Ok(p)
 }
 
-/// TSV `image_a  image_b  same` (same: 1/0, true/false, same/different); a header line is
+/// TSV `image_a  image_b  same` (same: 1/0 or true/false); a header line is
 /// skipped. Pairs are spread over 10 folds by position.
 pub fn read_tsv_pairs(path: &Path, root: &Path) -> Result<Protocol> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -144,8 +144,8 @@ pub fn read_tsv_pairs(path: &Path, root: &Path) -> Result<Protocol> {
             ));
         }
         let same = match t[2].to_ascii_lowercase().as_str() {
-            "1" | "true" | "same" | "yes" => true,
-            "0" | "false" | "different" | "no" => false,
+            "1" | "true" => true,
+            "0" | "false" => false,
             _ if i == 0 => continue, // header
             other => {
                 return Err(parse_err(

@@ -30,6 +30,12 @@ pub fn decode_rgb(bytes: &[u8], origin: &Path) -> Result<RgbImage> {
             reason: "unrecognised file signature".into(),
         });
     }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+        return Err(Error::CorruptImage {
+            path: origin.to_path_buf(),
+            reason: "truncated JPEG (no end-of-image marker); copy the file again".into(),
+        });
+    }
     let mut reader = reader;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -52,6 +58,18 @@ pub fn decode_rgb(bytes: &[u8], origin: &Path) -> Result<RgbImage> {
         img.apply_orientation(o);
     }
     Ok(img.into_rgb8())
+}
+
+/// A JPEG decoder fills a truncated file with grey and reports success, which would enrol a
+/// half-grey face: require the end-of-image marker at the end of the file (cameras may pad
+/// with zeros or 0xFF after it).
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0x00 && b != 0xff)
+        .map_or(0, |i| i + 1);
+    let tail = &bytes[end.saturating_sub(64)..(end + 2).min(bytes.len())];
+    tail.windows(2).any(|w| w == [0xff, 0xd9])
 }
 
 fn classify(e: image::ImageError, origin: &Path) -> Error {

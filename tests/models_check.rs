@@ -1,0 +1,97 @@
+//! The daemon refuses a model whose checksum or shape does not match the manifest.
+
+mod common;
+
+use facegate::face::{FaceModels, ModelOptions};
+use facegate::models::ModelDir;
+use facegate::Error;
+use std::path::Path;
+
+/// A copy of the models directory (files linked, manifest copied) that a test may edit.
+fn scratch_models() -> tempfile::TempDir {
+    let src = ModelDir::default_path();
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            let to = dir.path().join(p.file_name().unwrap());
+            if p.file_name().unwrap() == "models.toml" {
+                std::fs::copy(&p, &to).unwrap();
+            } else {
+                std::os::unix::fs::symlink(std::fs::canonicalize(&p).unwrap(), &to).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+fn edit_manifest(dir: &Path, f: impl Fn(String) -> String) {
+    let p = dir.join("models.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, f(text)).unwrap();
+}
+
+fn load(dir: &Path, encoder: &str) -> Result<(), Error> {
+    FaceModels::load(&ModelOptions {
+        models_dir: dir.to_path_buf(),
+        encoder: encoder.into(),
+        ..ModelOptions::default()
+    })
+    .map(|_| ())
+}
+
+#[test]
+fn a_model_with_the_wrong_checksum_is_refused() {
+    let dir = scratch_models();
+    let real = ModelDir::open(dir.path())
+        .unwrap()
+        .encoder("fp32")
+        .unwrap()
+        .sha256
+        .clone();
+    edit_manifest(dir.path(), |t| t.replace(&real, &"0".repeat(64)));
+    let e = load(dir.path(), "fp32").unwrap_err();
+    assert!(matches!(e, Error::ModelChecksum { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("dlib_face_resnet_v1.onnx") && msg.contains("tools/models/build.sh"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_model_swapped_for_another_file_is_refused() {
+    let dir = scratch_models();
+    // point the encoder entry at the detector file, keeping the encoder's checksum
+    edit_manifest(dir.path(), |t| {
+        t.replacen(
+            "file = \"dlib_face_resnet_v1.onnx\"",
+            "file = \"face_detection_short_range.onnx\"",
+            1,
+        )
+    });
+    assert!(matches!(
+        load(dir.path(), "fp32").unwrap_err(),
+        Error::ModelChecksum { .. }
+    ));
+}
+
+#[test]
+fn a_shape_mismatch_is_refused() {
+    let dir = scratch_models();
+    edit_manifest(dir.path(), |t| {
+        t.replace("chip_size = 150", "chip_size = 112")
+    });
+    let e = load(dir.path(), "fp32").unwrap_err();
+    assert!(matches!(e, Error::Model { .. }), "{e}");
+}
+
+#[test]
+fn unknown_encoder_and_missing_manifest_are_clear() {
+    let dir = scratch_models();
+    let e = load(dir.path(), "fp16").unwrap_err().to_string();
+    assert!(e.contains("fp16") && e.contains("quantized"), "{e}");
+    let empty = tempfile::tempdir().unwrap();
+    let e = load(empty.path(), "fp32").unwrap_err().to_string();
+    assert!(e.contains("models.toml"), "{e}");
+}

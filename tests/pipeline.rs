@@ -1,0 +1,180 @@
+//! The face pipeline end to end on real photos with the real models: same person passes,
+//! different people fail, no-face and multi-face photos behave as documented.
+
+mod common;
+
+use common::{face, models, models_fp32};
+use facegate::eval::main_face;
+use facegate::face::encode::Embedding;
+use facegate::imageio::load_rgb;
+use facegate::Error;
+
+fn embed(name: &str) -> Embedding {
+    let img = load_rgb(&face(name)).unwrap();
+    let mut engine = models().engine().unwrap();
+    let faces = engine.faces(&img).unwrap();
+    main_face(&faces)
+        .unwrap_or_else(|| panic!("no face in {name}"))
+        .embedding
+}
+
+const PEOPLE: [(&str, &[&str]); 6] = [
+    ("obama", &["obama1.jpg", "obama2.jpg", "obama3.jpg"]),
+    ("biden", &["biden1.jpg", "biden2.jpg"]),
+    (
+        "lacamoire",
+        &[
+            "alex-lacamoire.png",
+            "alex-lacamoire2.jpg",
+            "alex-lacamoire3.jpg",
+        ],
+    ),
+    ("orl_s1", &["orl_s1_1.pgm", "orl_s1_2.pgm"]),
+    ("orl_s2", &["orl_s2_1.pgm", "orl_s2_2.pgm"]),
+    ("orl_s3", &["orl_s3_1.pgm", "orl_s3_2.pgm"]),
+];
+
+#[test]
+fn same_person_passes_and_different_people_fail() {
+    let threshold = models().default_threshold();
+    let all: Vec<(&str, &str, Embedding)> = PEOPLE
+        .iter()
+        .flat_map(|(who, files)| files.iter().map(move |f| (*who, *f, embed(f))))
+        .collect();
+    let mut checked = (0, 0);
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[i + 1..] {
+            let d = a.2.distance(&b.2);
+            if a.0 == b.0 {
+                assert!(
+                    d < threshold,
+                    "{} vs {}: same person at distance {d}",
+                    a.1,
+                    b.1
+                );
+                checked.0 += 1;
+            } else {
+                assert!(
+                    d >= threshold,
+                    "{} vs {}: different people at distance {d}",
+                    a.1,
+                    b.1
+                );
+                checked.1 += 1;
+            }
+        }
+    }
+    assert_eq!(checked, (10, 81));
+}
+
+#[test]
+fn photo_without_a_face_yields_no_face() {
+    let img = load_rgb(&face("no_face.jpg")).unwrap();
+    let mut engine = models().engine().unwrap();
+    assert!(engine.faces(&img).unwrap().is_empty());
+}
+
+#[test]
+fn every_face_of_a_group_photo_is_returned() {
+    let img = load_rgb(&face("two_people.jpg")).unwrap();
+    let mut engine = models().engine().unwrap();
+    let faces = engine.faces(&img).unwrap();
+    assert_eq!(faces.len(), 2, "{faces:?}");
+    // two different people
+    assert!(faces[0].embedding.distance(&faces[1].embedding) > models().default_threshold());
+    // both boxes inside the image and the eyes inside the box
+    for f in &faces {
+        let d = &f.detection;
+        assert!(d.x >= -5.0 && d.y >= -5.0 && d.x + d.width <= img.width() as f32 + 5.0);
+        let eye = f.landmarks.0[1];
+        assert!(eye.x as f32 > d.x && (eye.x as f32) < d.x + d.width);
+    }
+}
+
+#[test]
+fn quantized_encoder_stays_close_to_fp32() {
+    let img = load_rgb(&face("obama1.jpg")).unwrap();
+    let mut q = models().engine().unwrap();
+    let mut f = models_fp32().engine().unwrap();
+    let dq = q.detect(&img).unwrap()[0];
+    let lm = q.landmarks(&img, &dq);
+    let eq = q.describe_with_landmarks(&img, dq, lm).unwrap().embedding;
+    let ef = f.describe_with_landmarks(&img, dq, lm).unwrap().embedding;
+    let d = eq.distance(&ef);
+    assert!(d > 0.0 && d < 0.06, "int8 vs fp32 L2 {d}");
+}
+
+#[test]
+fn engine_is_deterministic_across_workers() {
+    let img = load_rgb(&face("biden2.jpg")).unwrap();
+    let a = models().engine().unwrap().faces(&img).unwrap();
+    let mut e = models().engine().unwrap();
+    e.faces(&load_rgb(&face("obama2.jpg")).unwrap()).unwrap();
+    let b = e.faces(&img).unwrap();
+    assert_eq!(a[0].embedding, b[0].embedding);
+}
+
+#[test]
+fn unreadable_inputs_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // truncated JPEG
+    let bytes = std::fs::read(face("obama1.jpg")).unwrap();
+    let truncated = dir.path().join("truncated.jpg");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let e = load_rgb(&truncated)
+        .err()
+        .expect("a truncated JPEG must not decode");
+    assert!(matches!(e, Error::CorruptImage { .. }), "{e}");
+    assert!(e.to_string().contains("truncated.jpg"));
+    // not an image at all
+    let text = dir.path().join("notes.jpg");
+    std::fs::write(&text, "hello, this is not a photo").unwrap();
+    assert!(matches!(
+        load_rgb(&text).err(),
+        Some(Error::UnsupportedImage { .. })
+    ));
+    // missing file
+    assert!(matches!(
+        load_rgb(&dir.path().join("absent.jpg")).err(),
+        Some(Error::Io { .. })
+    ));
+    // decompression bomb: a valid PNG header claiming 30000 x 30000 pixels
+    let bomb = dir.path().join("bomb.png");
+    std::fs::write(&bomb, png_header(30_000, 30_000)).unwrap();
+    let e = load_rgb(&bomb)
+        .err()
+        .expect("a decompression bomb must be refused");
+    assert!(
+        matches!(e, Error::ImageTooLarge { .. } | Error::CorruptImage { .. }),
+        "{e}"
+    );
+}
+
+/// The signature and IHDR chunk of an 8-bit RGB PNG of the given size, with no pixel data.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let crc = crc32(&ihdr);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend_from_slice(&13u32.to_be_bytes());
+    out.extend_from_slice(&ihdr);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
