@@ -58,7 +58,8 @@ def calibration_feeds(chips):
 
 
 def check_encoders(data, out, report):
-    """fp32 vs dlib, int8 variants vs fp32, on the orl + whitehouse chips (not the spoof frames)."""
+    """fp32 vs dlib, int8 variants vs fp32, on the orl + whitehouse chips (not the spoof frames).
+    int8 files are measured twice: with onnxruntime's int8 kernels, and as written (exact QDQ)."""
     keep = data["set"] != "spoof"
     chips, ids = data["chips"][keep], data["identity"][keep]
     fp32 = evaluate.embed(evaluate.session(out / ENCODER_FP32), chips)
@@ -66,6 +67,8 @@ def check_encoders(data, out, report):
     for key, name in (("int8w", ENCODER_INT8W), ("int8qdq", ENCODER_INT8QDQ)):
         got = evaluate.embed(evaluate.session(out / name), chips)
         report[f"encoder_{key}_vs_fp32"] = evaluate.compare_embeddings(fp32, got, ids)
+        exact = evaluate.embed(evaluate.session(out / name, optimize=False), chips)
+        report[f"encoder_{key}_vs_fp32_exact_qdq"] = evaluate.compare_embeddings(fp32, exact, ids)
     worst = report["encoder_fp32_vs_dlib"]["l2_max"]
     if worst > 1e-4:
         raise SystemExit(f"error: the fp32 ONNX encoder disagrees with dlib (max L2 {worst:.2e} > 1e-4)")

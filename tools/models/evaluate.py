@@ -9,10 +9,15 @@ from faces import chip_to_input
 THRESHOLD = 0.6
 
 
-def session(path, threads=1):
+def session(path, threads=1, optimize=True):
+    """onnxruntime CPU session. optimize=False disables graph optimisation, so QDQ models run as written
+    (DequantizeLinear -> float op -> QuantizeLinear): the exact arithmetic of the file, without
+    onnxruntime's fused int8 kernels (whose x86 u8*s8 path saturates 16-bit intermediate sums)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

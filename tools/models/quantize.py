@@ -10,7 +10,7 @@ static_qdq(): onnxruntime quantize_static, QuantFormat.QDQ, per-channel int8 wei
 """
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 WEIGHT_AXIS = {"Conv": 0, "MatMul": 1}  # output-channel axis of the weight for each op
 RANGE_DIGITS = 4
