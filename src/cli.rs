@@ -46,8 +46,9 @@ pub struct ModelArgs {
     /// Encoder from the manifest: quantized (int8, default) or fp32
     #[arg(long, global = true, default_value = "quantized")]
     pub encoder: String,
-    /// Detector: short_range (faces within ~2 m, fast) or full_range (up to ~5 m)
-    #[arg(long, global = true, default_value = "short_range")]
+    /// Detector: auto (short-range, then full-range if no face), short_range (faces within
+    /// ~2 m, fast) or full_range (up to ~5 m)
+    #[arg(long, global = true, default_value = "auto")]
     pub detector: String,
     /// Average the embeddings of each face and its mirror image (twice the encoder time)
     #[arg(long, global = true)]

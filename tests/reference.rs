@@ -160,7 +160,7 @@ fn whole_pipeline_agrees_with_dlib_pipeline() {
     }
     let (mean, max) = summary(&l2);
     eprintln!(
-        "whole pipeline (BlazeFace short-range, quantized encoder) vs dlib HOG pipeline: L2 mean {mean:.4}, max {max:.4} over {} faces; not found by short-range: {missed:?}",
+        "whole pipeline (BlazeFace auto, quantized encoder) vs dlib HOG pipeline: L2 mean {mean:.4}, max {max:.4} over {} faces; not found: {missed:?}",
         l2.len()
     );
     assert!(mean < 0.1 && max < 0.25, "mean {mean} max {max}");

@@ -55,18 +55,17 @@ pub struct BoxMapping {
 }
 
 impl BoxMapping {
+    /// The dlib-style rectangle for a detection, in the convention the mapping was fitted in
+    /// (pixel `i` covers `[i, i+1)`; a rectangle's sides are inclusive whole pixels).
     pub fn apply(&self, d: &Detection) -> Rect {
         let c = d.center();
         let (w, h) = (f64::from(d.width), f64::from(d.height));
         let cx = c.x + self.offset_x * w;
         let cy = c.y + self.offset_y * h;
-        let side = self.scale * w;
-        Rect::new(
-            cx - side / 2.0,
-            cy - side / 2.0,
-            cx + side / 2.0,
-            cy + side / 2.0,
-        )
+        let side = (self.scale * w).round().max(1.0);
+        let left = (cx - side / 2.0).round();
+        let top = (cy - side / 2.0).round();
+        Rect::new(left, top, left + side - 1.0, top + side - 1.0)
     }
 }
 

@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct ModelOptions {
     pub models_dir: PathBuf,
-    /// `short_range` (faces within ~2 m) or `full_range` (up to ~5 m, slower).
+    /// `short_range` (faces within ~2 m, fast), `full_range` (up to ~5 m, ~3x slower), or
+    /// `auto`: short-range first, full-range only when short-range finds nothing (photos
+    /// with small faces).
     pub detector: String,
     /// `quantized` (default), `fp32`, or any other encoder the manifest lists.
     pub encoder: String,
@@ -42,7 +44,7 @@ impl Default for ModelOptions {
     fn default() -> Self {
         ModelOptions {
             models_dir: ModelDir::default_path(),
-            detector: "short_range".into(),
+            detector: "auto".into(),
             encoder: "quantized".into(),
             flip_average: false,
         }
@@ -53,6 +55,8 @@ impl Default for ModelOptions {
 pub struct FaceModels {
     pub dir: ModelDir,
     pub detector: Arc<DetectorModel>,
+    /// Tried when `detector` finds no face (`auto`).
+    pub fallback_detector: Option<Arc<DetectorModel>>,
     pub predictor: Arc<ShapePredictor>,
     pub encoder: Arc<EncoderModel>,
     pub box_mapping: BoxMapping,
@@ -65,7 +69,14 @@ impl FaceModels {
     pub fn load(options: &ModelOptions) -> Result<Arc<Self>> {
         let t0 = Instant::now();
         let dir = ModelDir::open(&options.models_dir)?;
-        let detector = DetectorModel::load(&dir, &options.detector)?;
+        let (detector, fallback_detector) = if options.detector == "auto" {
+            (
+                DetectorModel::load(&dir, "short_range")?,
+                Some(DetectorModel::load(&dir, "full_range")?),
+            )
+        } else {
+            (DetectorModel::load(&dir, &options.detector)?, None)
+        };
         let encoder = EncoderModel::load(&dir, &options.encoder)?;
         let lm = dir.manifest.landmarks.clone();
         let path = dir.path_of(&lm.file);
@@ -88,6 +99,7 @@ impl FaceModels {
             },
             dir,
             detector,
+            fallback_detector,
             predictor: Arc::new(predictor),
             encoder,
             options: options.clone(),
@@ -104,6 +116,11 @@ impl FaceModels {
     pub fn engine(self: &Arc<Self>) -> Result<FaceEngine> {
         Ok(FaceEngine {
             detector: Detector::new(self.detector.clone())?,
+            fallback: self
+                .fallback_detector
+                .as_ref()
+                .map(|d| Detector::new(d.clone()))
+                .transpose()?,
             encoder: Encoder::new(self.encoder.clone())?,
             models: self.clone(),
             aligner: Aligner::default(),
@@ -130,6 +147,7 @@ impl Face {
 pub struct FaceEngine {
     models: Arc<FaceModels>,
     detector: Detector,
+    fallback: Option<Detector>,
     encoder: Encoder,
     aligner: Aligner,
     chip: RgbImage,
@@ -141,7 +159,11 @@ impl FaceEngine {
     }
 
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>> {
-        self.detector.detect(img)
+        let found = self.detector.detect(img)?;
+        match &mut self.fallback {
+            Some(fallback) if found.is_empty() => fallback.detect(img),
+            _ => Ok(found),
+        }
     }
 
     /// Landmarks for a detection, rounded to pixels as dlib's pipeline does.
