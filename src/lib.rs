@@ -5,8 +5,11 @@
 //! [`eval`] measures verification accuracy; [`bench`] measures speed; [`cli`] is the command
 //! line. See README.md for the whole picture.
 
+pub mod audit;
 pub mod bench;
+pub mod camera;
 pub mod cli;
+pub mod door;
 pub mod error;
 pub mod eval;
 pub mod face;

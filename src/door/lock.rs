@@ -1,0 +1,25 @@
+//! Lock outputs. A relay is either energised or not; which of the two opens the door is the
+//! wiring's business, described by the configured safe state:
+//!
+//! * fail-secure (`safe_state = "locked"`): de-energised = locked; unlocking energises.
+//! * fail-safe (`safe_state = "unlocked"`): de-energised = unlocked; locking energises.
+//!
+//! No code runs after SIGKILL or a power cut, so the wiring must make "relay de-energised" the
+//! door's safe state. The software asserts that state at start, on SIGINT/SIGTERM and on panic.
+
+/// Error from a lock output, naming the device and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("lock output {device}: {reason}")]
+pub struct LockError {
+    pub device: String,
+    pub reason: String,
+}
+
+/// One relay output line.
+pub trait LockOutput: Send {
+    /// Energises (`true`) or releases (`false`) the relay.
+    fn set_energised(&mut self, energised: bool) -> Result<(), LockError>;
+
+    /// A human-readable name for logs ("GPIO17 on /dev/gpiochip0, active-high").
+    fn describe(&self) -> String;
+}

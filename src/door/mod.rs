@@ -1,0 +1,4 @@
+//! The door: the decision [`policy`] (who may enter, when, after how much evidence) and the
+//! [`lock`] output that drives the strike or maglock relay.
+
+pub mod lock;
