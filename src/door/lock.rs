@@ -23,3 +23,16 @@ pub trait LockOutput: Send {
     /// A human-readable name for logs ("GPIO17 on /dev/gpiochip0, active-high").
     fn describe(&self) -> String;
 }
+
+/// One digital door input: a door contact (reed switch) or a request-to-exit button.
+///
+/// Implementations return the *raw* level, already corrected for active-low wiring; the
+/// [`DoorController`](super::controller::DoorController) polls it and debounces it in software,
+/// so a backend needs no debouncing of its own (it may add hardware debouncing on top).
+pub trait DoorInput: Send {
+    /// `true` when the input is active (door open, button pressed).
+    fn is_active(&mut self) -> Result<bool, LockError>;
+
+    /// A human-readable name for logs ("GPIO27 on /dev/gpiochip0, active-low").
+    fn describe(&self) -> String;
+}
