@@ -96,6 +96,7 @@ fn synthetic_gallery(seeds: &[Embedding], n: usize) -> Gallery {
                 id: format!("p{i}"),
                 name: String::new(),
                 embeddings: vec![Embedding(e)],
+                access: Default::default(),
             }
         })
         .collect();

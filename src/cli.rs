@@ -314,6 +314,7 @@ pub fn gallery_from_dir(models: &Arc<FaceModels>, dir: &Path) -> Result<Gallery>
                 name: id.clone(),
                 id,
                 embeddings,
+                access: Default::default(),
             });
         }
     }

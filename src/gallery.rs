@@ -12,6 +12,85 @@ pub struct Person {
     pub id: String,
     pub name: String,
     pub embeddings: Vec<Embedding>,
+    /// When and at which times of the week this person may enter.
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// Validity dates and an optional weekly schedule (local time of the door).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<jiff::Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<jiff::Timestamp>,
+    /// Empty: any time. Otherwise entry is allowed inside any of the windows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<Window>,
+}
+
+/// A weekly window, e.g. Monday to Friday 07:00 to 19:00.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub days: Vec<Day>,
+    pub from: jiff::civil::Time,
+    pub to: jiff::civil::Time,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Day {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Day {
+    fn of(w: jiff::civil::Weekday) -> Day {
+        use jiff::civil::Weekday as W;
+        match w {
+            W::Monday => Day::Mon,
+            W::Tuesday => Day::Tue,
+            W::Wednesday => Day::Wed,
+            W::Thursday => Day::Thu,
+            W::Friday => Day::Fri,
+            W::Saturday => Day::Sat,
+            W::Sunday => Day::Sun,
+        }
+    }
+}
+
+impl Access {
+    /// `Ok` when entry is allowed at `now`, else the reason it is not.
+    pub fn check(&self, now: &jiff::ZonedDateTime) -> Result<(), &'static str> {
+        let ts = now.timestamp();
+        if self.not_before.is_some_and(|t| ts < t) {
+            return Err("not yet valid");
+        }
+        if self.not_after.is_some_and(|t| ts > t) {
+            return Err("expired");
+        }
+        if self.schedule.is_empty() {
+            return Ok(());
+        }
+        let day = Day::of(now.weekday());
+        let time = now.time();
+        let inside = self
+            .schedule
+            .iter()
+            .any(|w| w.days.contains(&day) && time >= w.from && time < w.to);
+        if inside {
+            Ok(())
+        } else {
+            Err("outside schedule")
+        }
+    }
 }
 
 /// The result of matching one probe against the gallery.
@@ -142,11 +221,13 @@ mod tests {
                 id: "a".into(),
                 name: "A".into(),
                 embeddings: vec![emb(1.0, 0), emb(0.9, 0)],
+                access: Access::default(),
             },
             Person {
                 id: "b".into(),
                 name: "B".into(),
                 embeddings: vec![emb(1.0, 1)],
+                access: Access::default(),
             },
         ]);
         let m = g.best_match(&emb(0.95, 0)).unwrap();
@@ -162,11 +243,47 @@ mod tests {
     }
 
     #[test]
+    fn access_dates_and_weekly_schedule() {
+        let a: Access = toml::from_str(
+            r#"
+            not_before = "2026-01-01T00:00:00Z"
+            not_after = "2026-12-31T23:59:59Z"
+            schedule = [{ days = ["mon", "tue", "wed", "thu", "fri"], from = "07:00", to = "19:00" }]
+            "#,
+        )
+        .unwrap();
+        let at = |s: &str| s.parse::<jiff::ZonedDateTime>().unwrap();
+        // Monday 30 November 2026, 09:00 in Paris
+        assert_eq!(a.check(&at("2026-11-30T09:00[Europe/Paris]")), Ok(()));
+        assert_eq!(
+            a.check(&at("2026-11-30T19:00[Europe/Paris]")),
+            Err("outside schedule")
+        );
+        assert_eq!(
+            a.check(&at("2026-11-29T09:00[Europe/Paris]")),
+            Err("outside schedule")
+        );
+        assert_eq!(
+            a.check(&at("2025-11-28T09:00[Europe/Paris]")),
+            Err("not yet valid")
+        );
+        assert_eq!(
+            a.check(&at("2027-01-04T09:00[Europe/Paris]")),
+            Err("expired")
+        );
+        assert_eq!(
+            Access::default().check(&at("2027-01-03T03:00[UTC]")),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn removal_and_empty_gallery() {
         let mut g = Gallery::from_people(vec![Person {
             id: "a".into(),
             name: "A".into(),
             embeddings: vec![emb(1.0, 0)],
+            access: Access::default(),
         }]);
         assert!(g.remove("a"));
         assert!(!g.remove("a"));
