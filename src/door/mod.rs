@@ -3,5 +3,6 @@
 
 pub mod gpiocdev_out;
 pub mod lock;
+pub mod policy;
 pub mod rppal_out;
 pub mod sim;
