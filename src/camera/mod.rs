@@ -41,3 +41,7 @@ pub trait FrameSource: Send {
     /// A human-readable name for logs ("/dev/video0 640x480 MJPG @ 10 fps").
     fn describe(&self) -> String;
 }
+
+pub mod replay;
+pub mod supervisor;
+pub mod v4l2;

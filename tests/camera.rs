@@ -1,0 +1,400 @@
+//! Frame sources on the real replay fixture (tests/fixtures/clip/hamilton, 46 frames at 5 fps):
+//! replay pacing, corrupt frames, and the supervisor's lost / restored / backoff behaviour.
+
+use facegate::camera::replay::{FailingSource, Failure, Pacing, ReplaySource};
+use facegate::camera::supervisor::{CameraEvent, Opener, Supervisor, SupervisorConfig};
+use facegate::camera::{CameraError, FrameSource};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CLIP_FRAMES: u64 = 46;
+
+fn clip_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip/hamilton")
+}
+
+fn clip(pacing: Pacing, looping: bool) -> ReplaySource {
+    ReplaySource::open(clip_dir(), pacing, looping).expect("fixture clip opens")
+}
+
+#[test]
+fn replay_plays_the_clip_in_order_then_finishes() {
+    let mut src = clip(Pacing::EveryFrame, false);
+    assert_eq!(src.len() as u64, CLIP_FRAMES);
+    for k in 0..CLIP_FRAMES {
+        let f = src.next_frame(Duration::ZERO).unwrap().expect("a frame");
+        assert_eq!(f.seq, k);
+        assert_eq!(f.image.dimensions(), (640, 360));
+    }
+    assert!(matches!(
+        src.next_frame(Duration::ZERO),
+        Err(CameraError::Finished)
+    ));
+    assert!(matches!(
+        src.next_frame(Duration::ZERO),
+        Err(CameraError::Finished)
+    ));
+    assert!(src.describe().contains("46 frames"));
+}
+
+#[test]
+fn replay_loops_with_increasing_seq() {
+    let mut src = clip(Pacing::EveryFrame, true);
+    let first = src.next_frame(Duration::ZERO).unwrap().unwrap();
+    for _ in 1..CLIP_FRAMES {
+        src.next_frame(Duration::ZERO).unwrap().unwrap();
+    }
+    let again = src.next_frame(Duration::ZERO).unwrap().unwrap();
+    assert_eq!(again.seq, CLIP_FRAMES);
+    assert!(again.image == first.image, "frame 46 is frame 0 again");
+}
+
+#[test]
+fn realtime_replay_drops_frames_for_a_slow_consumer_and_never_queues() {
+    let fps = 20.0;
+    let period = Duration::from_secs_f64(1.0 / fps);
+    let mut src = clip(Pacing::RealTime { fps }, false);
+    let mut seqs = Vec::new();
+    let t0 = Instant::now();
+    loop {
+        match src.next_frame(Duration::from_millis(500)) {
+            Ok(Some(f)) => {
+                // The frame handed out is the newest due one: it is never older than one period
+                // (plus decode time), however slow the consumer.
+                let age = f.captured.elapsed();
+                assert!(
+                    age < period + Duration::from_millis(60),
+                    "frame {} is {age:?} old",
+                    f.seq
+                );
+                seqs.push(f.seq);
+                std::thread::sleep(Duration::from_millis(130)); // ~2.6 frame periods of work
+            }
+            Ok(None) => panic!("a 500 ms timeout always covers a 50 ms period"),
+            Err(CameraError::Finished) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let wall = t0.elapsed();
+    // 46 frames at 20 fps = 2.3 s: the replay keeps wall-clock pace despite the slow consumer.
+    assert!(wall < Duration::from_millis(2300 + 400), "took {wall:?}");
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]));
+    assert!(
+        seqs.windows(2).any(|w| w[1] - w[0] >= 2),
+        "no frame was dropped: {seqs:?}"
+    );
+    assert!(
+        seqs.len() < 25,
+        "delivered {} of 46: frames were queued",
+        seqs.len()
+    );
+    assert_eq!(
+        src.delivered() + src.dropped(),
+        CLIP_FRAMES,
+        "each frame is delivered or dropped"
+    );
+    assert!(src.dropped() >= 20, "dropped {}", src.dropped());
+}
+
+#[test]
+fn realtime_replay_waits_at_most_the_timeout() {
+    let mut src = clip(Pacing::RealTime { fps: 2.0 }, false);
+    let t = Instant::now();
+    let f0 = src
+        .next_frame(Duration::from_millis(50))
+        .unwrap()
+        .expect("frame 0 is due at once");
+    assert_eq!(f0.seq, 0);
+    assert!(t.elapsed() < Duration::from_millis(100));
+    // Frame 1 is due at 500 ms: a 50 ms wait returns None after ~50 ms, not later.
+    let t = Instant::now();
+    assert!(src.next_frame(Duration::from_millis(50)).unwrap().is_none());
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(45) && waited < Duration::from_millis(120),
+        "{waited:?}"
+    );
+    // A long timeout returns frame 1 when it is due (~500 ms after the first call).
+    let f1 = src
+        .next_frame(Duration::from_secs(2))
+        .unwrap()
+        .expect("frame 1");
+    assert_eq!(f1.seq, 1);
+    let at = f1.captured.duration_since(f0.captured);
+    assert!(
+        at >= Duration::from_millis(490) && at < Duration::from_millis(530),
+        "{at:?}"
+    );
+}
+
+/// Copies frames `range` of the clip into a temporary directory.
+fn copy_frames(range: std::ops::Range<u32>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for k in range {
+        let name = format!("{k:03}.jpg");
+        std::fs::copy(clip_dir().join(&name), dir.path().join(&name)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn corrupt_frames_are_skipped_not_fatal() {
+    let dir = copy_frames(14..20);
+    // 016: truncated JPEG (half the file); 017: not an image at all; plus a non-image file.
+    let p16 = dir.path().join("016.jpg");
+    let bytes = std::fs::read(&p16).unwrap();
+    std::fs::write(&p16, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(dir.path().join("017.jpg"), b"this is not a JPEG").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
+
+    let mut src = ReplaySource::open(dir.path(), Pacing::EveryFrame, false).unwrap();
+    assert_eq!(src.len(), 6);
+    let mut seqs = Vec::new();
+    loop {
+        match src.next_frame(Duration::ZERO) {
+            Ok(Some(f)) => seqs.push(f.seq),
+            Ok(None) => panic!("every-frame pacing never idles"),
+            Err(CameraError::Finished) => break,
+            Err(e) => panic!("a corrupt frame must not be fatal: {e}"),
+        }
+    }
+    assert_eq!(seqs, vec![0, 1, 4, 5]);
+    assert_eq!(src.corrupt(), 2);
+}
+
+#[test]
+fn unusable_replay_directories_are_config_errors_naming_the_fix() {
+    let empty = tempfile::tempdir().unwrap();
+    match ReplaySource::open(empty.path(), Pacing::EveryFrame, false) {
+        Err(CameraError::Config(m)) => assert!(m.contains("extract_clip.sh"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match ReplaySource::open(empty.path().join("missing"), Pacing::EveryFrame, false) {
+        Err(CameraError::Config(m)) => assert!(m.contains("missing"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(bad.path().join("a.jpg"), b"garbage").unwrap();
+    std::fs::write(bad.path().join("b.png"), b"garbage").unwrap();
+    let mut src = ReplaySource::open(bad.path(), Pacing::EveryFrame, true).unwrap();
+    assert!(matches!(
+        src.next_frame(Duration::ZERO),
+        Err(CameraError::Config(_))
+    ));
+    assert!(ReplaySource::open(clip_dir(), Pacing::RealTime { fps: 0.0 }, false).is_err());
+}
+
+fn fast_config() -> SupervisorConfig {
+    SupervisorConfig {
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        stall_timeout: Duration::from_millis(300),
+    }
+}
+
+/// Polls until `stop` says so or 10 s pass (a hang fails the test), checking each poll returns
+/// within its timeout plus decode slack.
+fn drive(
+    sup: &mut Supervisor,
+    timeout: Duration,
+    mut stop: impl FnMut(&CameraEvent) -> bool,
+) -> Vec<String> {
+    let mut log = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        let t = Instant::now();
+        let ev = sup.poll(timeout);
+        let took = t.elapsed();
+        assert!(
+            took < timeout + Duration::from_millis(60),
+            "poll took {took:?} for {timeout:?}: {ev:?}"
+        );
+        log.push(match &ev {
+            CameraEvent::Frame(f) => format!("F{}", f.seq),
+            CameraEvent::Idle => "I".into(),
+            CameraEvent::Lost(_) => "L".into(),
+            CameraEvent::Restored => "R".into(),
+            CameraEvent::Finished => "E".into(),
+        });
+        if stop(&ev) {
+            return log;
+        }
+    }
+    panic!("supervisor did not reach the expected event in 10 s: {log:?}");
+}
+
+#[test]
+fn supervisor_reports_lost_then_restored_after_an_unplug() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let open: Opener = Box::new(move || {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        match n {
+            // first camera: 3 frames, then unplugged
+            0 => Ok(Box::new(FailingSource::lost_after(
+                Box::new(clip(Pacing::EveryFrame, true)),
+                3,
+            )) as Box<dyn FrameSource>),
+            // still unplugged for two reopen attempts
+            1 | 2 => Err(CameraError::Lost("/dev/video0: no such device".into())),
+            _ => Ok(Box::new(clip(Pacing::EveryFrame, true)) as Box<dyn FrameSource>),
+        }
+    });
+    let mut sup = Supervisor::new(open, fast_config());
+    let mut frames_after = 0;
+    let mut restored = false;
+    let log = drive(&mut sup, Duration::from_millis(40), |ev| {
+        if matches!(ev, CameraEvent::Restored) {
+            restored = true;
+        }
+        if restored && matches!(ev, CameraEvent::Frame(_)) {
+            frames_after += 1;
+        }
+        frames_after == 2
+    });
+    let compact: Vec<&str> = log
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != "I")
+        .collect();
+    assert_eq!(compact, ["F0", "F1", "F2", "L", "R", "F0", "F1"], "{log:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(sup.losses(), 1);
+    assert!(sup.is_up());
+}
+
+#[test]
+fn supervisor_backoff_doubles_to_its_cap_and_poll_never_hangs() {
+    let attempts = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let a = attempts.clone();
+    let open: Opener = Box::new(move || {
+        a.lock().unwrap().push(Instant::now());
+        Err(CameraError::Lost("/dev/video0: no such device".into()))
+    });
+    let mut sup = Supervisor::new(open, fast_config());
+    let t0 = Instant::now();
+    let mut lost = 0;
+    let mut polls = 0;
+    while t0.elapsed() < Duration::from_millis(1500) {
+        let t = Instant::now();
+        match sup.poll(Duration::from_millis(30)) {
+            CameraEvent::Lost(m) => {
+                lost += 1;
+                assert!(m.contains("/dev/video0"));
+            }
+            CameraEvent::Idle => {}
+            other => panic!("{other:?}"),
+        }
+        polls += 1;
+        assert!(
+            t.elapsed() < Duration::from_millis(30 + 30),
+            "poll took {:?}",
+            t.elapsed()
+        );
+    }
+    assert_eq!(lost, 1, "Lost is reported once per outage");
+    let times = attempts.lock().unwrap().clone();
+    let gaps: Vec<u128> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    // 50, 100, 200, 200, ... ms (each >= its backoff, and not much later: polls are 30 ms).
+    let expected = [50u128, 100, 200, 200, 200];
+    assert!(gaps.len() >= expected.len(), "gaps {gaps:?}");
+    for (g, e) in gaps.iter().zip(expected) {
+        assert!(*g >= e && *g < e + 45, "gaps {gaps:?}");
+    }
+    assert!(polls > 30, "polls return at their timeout ({polls})");
+}
+
+#[test]
+fn supervisor_treats_a_stalled_camera_as_lost_and_reopens_it() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let open: Opener = Box::new(move || {
+        let inner = Box::new(clip(Pacing::EveryFrame, true));
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            Ok(Box::new(FailingSource::new(inner, 2, Failure::Stall)) as Box<dyn FrameSource>)
+        } else {
+            Ok(inner as Box<dyn FrameSource>)
+        }
+    });
+    let mut sup = Supervisor::new(open, fast_config());
+    let t0 = Instant::now();
+    let mut lost_at = None;
+    let log = drive(&mut sup, Duration::from_millis(50), |ev| {
+        if matches!(ev, CameraEvent::Lost(m) if m.contains("stalled")) {
+            lost_at = Some(t0.elapsed());
+        }
+        matches!(ev, CameraEvent::Frame(_)) && lost_at.is_some()
+    });
+    let compact: Vec<&str> = log
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != "I")
+        .collect();
+    assert_eq!(compact, ["F0", "F1", "L", "R", "F0"], "{log:?}");
+    let lost_at = lost_at.unwrap();
+    assert!(
+        lost_at >= Duration::from_millis(300) && lost_at < Duration::from_millis(450),
+        "{lost_at:?}"
+    );
+}
+
+#[test]
+fn supervisor_reports_the_end_of_a_replay() {
+    let open: Opener =
+        Box::new(|| Ok(Box::new(clip(Pacing::EveryFrame, false)) as Box<dyn FrameSource>));
+    let mut sup = Supervisor::new(open, fast_config());
+    let log = drive(&mut sup, Duration::from_millis(40), |ev| {
+        matches!(ev, CameraEvent::Finished)
+    });
+    assert_eq!(log.len() as u64, CLIP_FRAMES + 1);
+    assert!(matches!(sup.poll(Duration::ZERO), CameraEvent::Finished));
+}
+
+/// Decode cost per 640x480 frame (dev profile). Run with
+/// `cargo test --test camera -- --ignored --nocapture decode_timings`.
+#[test]
+#[ignore]
+fn decode_timings() {
+    use facegate::camera::v4l2::{decode_mjpeg, yuyv_to_rgb};
+    let img = facegate::imageio::load_rgb(&clip_dir().join("025.jpg")).unwrap();
+    let img = image::imageops::resize(&img, 640, 480, image::imageops::FilterType::Triangle);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+        .encode_image(&img)
+        .unwrap();
+    // Any plausible YUYV content: the loop's cost does not depend on it.
+    let yuyv: Vec<u8> = img
+        .as_raw()
+        .iter()
+        .cycle()
+        .take(640 * 480 * 2)
+        .copied()
+        .collect();
+    let time = |f: &mut dyn FnMut()| {
+        let n = 100;
+        let mut best = f64::MAX;
+        let t = Instant::now();
+        for _ in 0..n {
+            let s = Instant::now();
+            f();
+            best = best.min(s.elapsed().as_secs_f64());
+        }
+        (best * 1e3, t.elapsed().as_secs_f64() * 1e3 / n as f64)
+    };
+    let (b, m) = time(&mut || {
+        std::hint::black_box(yuyv_to_rgb(&yuyv, 640, 480, 0).unwrap());
+    });
+    println!("YUYV->RGB 640x480: best {b:.2} ms, mean {m:.2} ms");
+    let (b, m) = time(&mut || {
+        std::hint::black_box(decode_mjpeg(&jpeg).unwrap());
+    });
+    println!(
+        "MJPEG decode 640x480 ({} KB): best {b:.2} ms, mean {m:.2} ms",
+        jpeg.len() / 1024
+    );
+}
