@@ -1,6 +1,7 @@
 //! The door: the decision [`policy`] (who may enter, when, after how much evidence) and the
 //! [`lock`] output that drives the strike or maglock relay.
 
+pub mod controller;
 pub mod gpiocdev_out;
 pub mod lock;
 pub mod policy;
