@@ -191,12 +191,21 @@ pub enum Outcome {
     Unreadable(String),
 }
 
-/// The face an evaluation uses when a photo holds several: the largest.
+/// The face an evaluation uses when a photo holds several: the largest of the confident
+/// detections (a score within 0.1 of the best), so that a large low-score false positive
+/// never wins over the real subject.
 pub fn main_face(faces: &[Face]) -> Option<&Face> {
-    faces.iter().max_by(|a, b| {
-        (a.detection.width * a.detection.height)
-            .total_cmp(&(b.detection.width * b.detection.height))
-    })
+    let best = faces
+        .iter()
+        .map(|f| f.detection.score)
+        .fold(f32::NEG_INFINITY, f32::max);
+    faces
+        .iter()
+        .filter(|f| f.detection.score >= best - 0.1)
+        .max_by(|a, b| {
+            (a.detection.width * a.detection.height)
+                .total_cmp(&(b.detection.width * b.detection.height))
+        })
 }
 
 /// Embeds every image with `threads` workers, with a progress bar.
