@@ -811,7 +811,10 @@ impl Worker {
                 self.applied = Some(want);
                 self.retry_at = None;
                 self.backoff = RETRY_MIN;
-                let unlocked = want != self.shared.config.safe_state.energised_for(false);
+                // In emergency the relay is released whatever it means for the door: that is
+                // not an unlock pulse (though a fail-safe door is physically unlocked).
+                let unlocked = want != self.shared.config.safe_state.energised_for(false)
+                    && !self.shared.emergency.load(Ordering::SeqCst);
                 h.energised = Some(want);
                 h.in_sync = true;
                 h.consecutive_failures = 0;
