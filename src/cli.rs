@@ -92,6 +92,15 @@ pub enum Command {
     },
     /// Verification accuracy on a pairs protocol (LFW pairs.txt or a TSV)
     Eval(EvalArgs),
+    /// Run the door: camera -> faces -> decision -> lock, until SIGINT/SIGTERM
+    Run {
+        /// Configuration file (see config/facegate.toml; config/demo.toml runs anywhere)
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Audit log tools
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Per-stage timings of the door pipeline on real images
     Bench {
         /// Photos to turn into camera frames [default: tests/fixtures/faces/*]
@@ -109,6 +118,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain of an audit log; exit 0 intact, 1 altered, 2 error
+    Verify { log: PathBuf },
 }
 
 #[derive(Args, Debug)]
@@ -178,6 +193,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             threshold,
         } => identify(&opts, &image, &gallery, threshold),
         Command::Eval(args) => run_eval(&opts, args),
+        Command::Run { config } => run_daemon(&config),
+        Command::Audit(AuditCommand::Verify { log }) => audit_verify(&log),
         Command::Bench {
             images,
             runs,
@@ -208,6 +225,50 @@ pub fn run(cli: Cli) -> Result<u8> {
                 print!("{report}");
             }
             Ok(0)
+        }
+    }
+}
+
+/// `facegate run`: the door daemon.
+pub fn run_daemon(config: &Path) -> Result<u8> {
+    let cfg = crate::config::Config::load(config)?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| Error::Invalid(format!("cannot install the signal handler: {e}")))?;
+    }
+    let mut daemon = crate::daemon::Daemon::from_config(cfg)?;
+    let summary = daemon.run(&stop)?;
+    log::info!(
+        "stopped after {} frames: {} unlocks, {} denials, {} camera losses",
+        summary.frames,
+        summary.unlocks.len(),
+        summary.denials,
+        summary.camera_losses
+    );
+    Ok(0)
+}
+
+/// `facegate audit verify`.
+pub fn audit_verify(log: &Path) -> Result<u8> {
+    let report = crate::audit::verify(log).map_err(|e| Error::Invalid(e.to_string()))?;
+    match &report.first_bad {
+        None => {
+            println!(
+                "{}: intact, {} records, head {}",
+                log.display(),
+                report.records,
+                report.head
+            );
+            Ok(0)
+        }
+        Some((line, problem)) => {
+            println!(
+                "{}: line {line}: {problem} ({} records verified before it)",
+                log.display(),
+                report.records
+            );
+            Ok(if problem.is_tampering() { EXIT_NO } else { 0 })
         }
     }
 }

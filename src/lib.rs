@@ -9,6 +9,8 @@ pub mod audit;
 pub mod bench;
 pub mod camera;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod door;
 pub mod error;
 pub mod eval;

@@ -11,8 +11,12 @@
 //! 5. the door is not cooling down after an unlock, and the rate limit (after `free_failures`
 //!    denied attempts, a wait that doubles up to `max_backoff`) is not in force.
 //!
-//! A face that keeps failing (unknown, ambiguous, not allowed) for `k` of `n` frames is one
-//! denied attempt. Every unlock and denial is returned as a [`Decision`] for the audit log.
+//! An *attempt* is one presence in front of the camera: it starts with the first frame showing a
+//! face and ends when no face has been seen for `absence`. An attempt is denied (once) when `k`
+//! of `n` frames fail (unknown, ambiguous, not allowed, spoof); the person may still be let in
+//! later in the same attempt (walking closer often turns an unknown into a match). Denied
+//! attempts feed the rate limit. Every unlock and denial is returned as a [`Decision`] for the
+//! audit log.
 
 use crate::face::quality::Quality;
 use crate::gallery::Match;
@@ -32,6 +36,8 @@ pub struct PolicySettings {
     pub min_sharpness: f32,
     pub max_yaw: f32,
     pub cooldown: Duration,
+    /// No face for this long ends an attempt.
+    pub absence: Duration,
     pub free_failures: u32,
     pub backoff: Duration,
     pub max_backoff: Duration,
@@ -49,6 +55,7 @@ impl Default for PolicySettings {
             min_sharpness: 15.0,
             max_yaw: 0.25,
             cooldown: Duration::from_secs(5),
+            absence: Duration::from_secs(2),
             free_failures: 3,
             backoff: Duration::from_secs(30),
             max_backoff: Duration::from_secs(600),
@@ -138,6 +145,9 @@ pub struct Policy {
     cooldown_until: Option<Instant>,
     blocked_until: Option<Instant>,
     failures: u32,
+    /// Last frame that showed a face (the current attempt), and whether it was denied.
+    last_face: Option<Instant>,
+    attempt_denied: bool,
 }
 
 impl Policy {
@@ -148,6 +158,8 @@ impl Policy {
             cooldown_until: None,
             blocked_until: None,
             failures: 0,
+            last_face: None,
+            attempt_denied: false,
         }
     }
 
@@ -230,6 +242,19 @@ impl Policy {
     }
 
     fn decide(&mut self, now: Instant, v: FrameVerdict) -> Decision {
+        if v == FrameVerdict::NoFace {
+            if self
+                .last_face
+                .is_some_and(|t| now.duration_since(t) > self.s.absence)
+            {
+                // the person left: the attempt is over
+                self.last_face = None;
+                self.attempt_denied = false;
+                self.recent.clear();
+            }
+        } else {
+            self.last_face = Some(now);
+        }
         for (until, what) in [
             (self.cooldown_until, "cooldown after unlock"),
             (self.blocked_until, "too many failed attempts"),
@@ -285,6 +310,7 @@ impl Policy {
                 };
                 self.recent.clear();
                 self.failures = 0;
+                self.attempt_denied = false;
                 self.cooldown_until = Some(now + self.s.cooldown);
                 return d;
             }
@@ -297,6 +323,11 @@ impl Policy {
         if failing >= self.s.k {
             let last = self.recent.back().map(|(_, v)| v.clone());
             self.recent.clear();
+            if self.attempt_denied {
+                // one denial per attempt; keep watching for a match
+                return Decision::Wait;
+            }
+            self.attempt_denied = true;
             self.failures += 1;
             if self.failures >= self.s.free_failures {
                 let extra = self.failures - self.s.free_failures;
@@ -438,6 +469,32 @@ mod tests {
     }
 
     #[test]
+    fn one_denial_per_visit_and_walking_closer_still_unlocks() {
+        let mut p = Policy::new(PolicySettings::default());
+        let t0 = Instant::now();
+        let mut frames: Vec<_> = (0..8)
+            .map(|i| (i * 100, face("alice", 0.55, 0.9)))
+            .collect();
+        frames.extend((8..11).map(|i| (i * 100, face("alice", 0.3, 0.9))));
+        let out = run(&mut p, t0, &frames);
+        assert!(
+            matches!(&out[..], [Decision::Deny { .. }, Decision::Unlock { .. }]),
+            "{out:?}"
+        );
+        // a second visit after the person left counts as a new attempt
+        let mut p = Policy::new(PolicySettings::default());
+        let mut frames: Vec<_> = (0..3).map(|i| (i * 100, face("x", 0.8, 0.9))).collect();
+        frames.push((400, Evidence::NoFace));
+        frames.push((3000, Evidence::NoFace));
+        frames.extend((31..34).map(|i| (i * 100, face("x", 0.8, 0.9))));
+        let denies = run(&mut p, t0, &frames)
+            .iter()
+            .filter(|d| matches!(d, Decision::Deny { .. }))
+            .count();
+        assert_eq!(denies, 2);
+    }
+
+    #[test]
     fn evidence_must_fall_inside_the_window() {
         let mut p = Policy::new(PolicySettings::default());
         let t0 = Instant::now();
@@ -453,6 +510,10 @@ mod tests {
         let mut t = 0;
         let mut denies = 0;
         for _ in 0..3 {
+            // each attempt is a separate visit: the face leaves in between
+            p.observe(t0 + Duration::from_millis(t), &Evidence::NoFace);
+            t += 3000;
+            p.observe(t0 + Duration::from_millis(t), &Evidence::NoFace);
             for _ in 0..3 {
                 if let (Decision::Deny { .. }, _) =
                     p.observe(t0 + Duration::from_millis(t), &face("x", 0.8, 0.9))
@@ -499,6 +560,7 @@ mod tests {
             matches!(&out[..], [Decision::Deny { reason, id: Some(id), .. }] if reason == "expired" && id == "bob"),
             "{out:?}"
         );
+        let mut p = Policy::new(PolicySettings::default());
         let mut s = face("bob", 0.3, 0.9);
         if let Evidence::Face { liveness, .. } = &mut s {
             *liveness = Liveness::Spoof("screen glare".into());

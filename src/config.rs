@@ -1,0 +1,502 @@
+//! The daemon's configuration: one TOML file whose sections mirror the pipeline (camera,
+//! models, gallery, policy, lock, audit, daemon). Unknown keys are refused (a typo must not
+//! silently fall back to a default on a door), and every value is checked at start with an
+//! error that names the key and the fix. `config/facegate.toml` documents every key.
+
+use crate::door::policy::PolicySettings;
+use crate::error::{Error, Result};
+use crate::face::ModelOptions;
+use crate::models::ModelDir;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub camera: CameraConfig,
+    #[serde(default)]
+    pub models: ModelsConfig,
+    pub gallery: GalleryConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    pub lock: LockConfig,
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraKind {
+    V4l2,
+    Replay,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelFormat {
+    Auto,
+    Mjpeg,
+    Yuyv,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub source: CameraKind,
+    /// V4L2 device path (`/dev/video0`) or card name.
+    #[serde(default = "default_device")]
+    pub device: String,
+    #[serde(default = "default_width")]
+    pub width: u32,
+    #[serde(default = "default_height")]
+    pub height: u32,
+    #[serde(default = "default_fps")]
+    pub fps: u32,
+    #[serde(default = "default_format")]
+    pub format: PixelFormat,
+    /// Replay: directory of frames (JPEG/PNG, played in file-name order).
+    pub replay_dir: Option<PathBuf>,
+    /// Replay at `fps` in real time (frames are skipped when processing is slower), or every
+    /// frame as fast as it is processed (tests).
+    #[serde(default = "yes")]
+    pub replay_realtime: bool,
+    #[serde(default)]
+    pub replay_loop: bool,
+    /// Longest wait for one frame before the loop checks signals and the watchdog.
+    #[serde(default = "default_frame_timeout_ms")]
+    pub frame_timeout_ms: u64,
+    /// No frame for this long means the camera is lost: reopen it.
+    #[serde(default = "default_stall_s")]
+    pub stall_timeout_s: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_encoder")]
+    pub encoder: String,
+    #[serde(default = "default_detector")]
+    pub detector: String,
+    #[serde(default)]
+    pub flip_average: bool,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig {
+            dir: None,
+            encoder: default_encoder(),
+            detector: default_detector(),
+            flip_average: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GalleryConfig {
+    /// Enrol at start from a directory of photos (one subdirectory per person): the demo and
+    /// small installations without a signed-bundle workflow.
+    pub photos_dir: Option<PathBuf>,
+    /// Or list people here, each with photos and optional access rules.
+    #[serde(default, rename = "person")]
+    pub people: Vec<PersonConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub photos: Vec<PathBuf>,
+    pub not_before: Option<jiff::Timestamp>,
+    pub not_after: Option<jiff::Timestamp>,
+    #[serde(default)]
+    pub schedule: Vec<crate::gallery::Window>,
+}
+
+impl PersonConfig {
+    pub fn access(&self) -> crate::gallery::Access {
+        crate::gallery::Access {
+            not_before: self.not_before,
+            not_after: self.not_after,
+            schedule: self.schedule.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    #[serde(default = "default_margin")]
+    pub min_margin: f32,
+    #[serde(default = "default_k")]
+    pub k: usize,
+    #[serde(default = "default_n")]
+    pub n: usize,
+    #[serde(default = "default_window")]
+    pub window_s: f64,
+    #[serde(default = "default_eye")]
+    pub min_eye_distance_px: f32,
+    #[serde(default = "default_sharpness")]
+    pub min_sharpness: f32,
+    #[serde(default = "default_yaw")]
+    pub max_yaw: f32,
+    #[serde(default = "default_cooldown")]
+    pub cooldown_s: f64,
+    #[serde(default = "default_absence")]
+    pub absence_s: f64,
+    #[serde(default = "default_free_failures")]
+    pub free_failures: u32,
+    #[serde(default = "default_backoff")]
+    pub backoff_s: f64,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_s: f64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("all policy keys have defaults")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockBackend {
+    Simulated,
+    Rppal,
+    Gpiocdev,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SafeStateConfig {
+    /// Fail-secure: a de-energised relay keeps the door locked (strikes, most offices).
+    Locked,
+    /// Fail-safe: a de-energised relay releases the door (maglocks on escape routes).
+    Unlocked,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockConfig {
+    pub backend: LockBackend,
+    /// rppal: BCM GPIO number of the relay input.
+    pub pin: Option<u8>,
+    /// gpiocdev: line name (`GPIO17`) or offset on `chip`.
+    pub line: Option<String>,
+    /// gpiocdev: chip path, when `line` is an offset.
+    pub chip: Option<PathBuf>,
+    #[serde(default)]
+    pub active_low: bool,
+    pub safe_state: SafeStateConfig,
+    #[serde(default = "default_unlock_ms")]
+    pub unlock_ms: u64,
+    #[serde(default = "default_max_unlock_ms")]
+    pub max_unlock_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Tell systemd we are alive (sd_notify WATCHDOG=1) only while frames flow.
+    #[serde(default = "yes")]
+    pub watchdog: bool,
+    /// Stop after this many frames (0 = run until signalled); for demos and tests.
+    #[serde(default)]
+    pub max_frames: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            watchdog: true,
+            max_frames: 0,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_device() -> String {
+    "/dev/video0".into()
+}
+fn default_width() -> u32 {
+    640
+}
+fn default_height() -> u32 {
+    480
+}
+fn default_fps() -> u32 {
+    10
+}
+fn default_format() -> PixelFormat {
+    PixelFormat::Auto
+}
+fn default_frame_timeout_ms() -> u64 {
+    500
+}
+fn default_stall_s() -> f64 {
+    5.0
+}
+fn default_encoder() -> String {
+    "quantized".into()
+}
+fn default_detector() -> String {
+    "short_range".into()
+}
+fn default_threshold() -> f32 {
+    0.47
+}
+fn default_margin() -> f32 {
+    0.05
+}
+fn default_k() -> usize {
+    3
+}
+fn default_n() -> usize {
+    5
+}
+fn default_window() -> f64 {
+    3.0
+}
+fn default_eye() -> f32 {
+    32.0
+}
+fn default_sharpness() -> f32 {
+    15.0
+}
+fn default_yaw() -> f32 {
+    0.25
+}
+fn default_cooldown() -> f64 {
+    5.0
+}
+fn default_absence() -> f64 {
+    2.0
+}
+fn default_free_failures() -> u32 {
+    3
+}
+fn default_backoff() -> f64 {
+    30.0
+}
+fn default_max_backoff() -> f64 {
+    600.0
+}
+fn default_unlock_ms() -> u64 {
+    3000
+}
+fn default_max_unlock_ms() -> u64 {
+    10_000
+}
+
+/// Absolute cap on an unlock pulse, whatever the configuration says.
+pub const HARD_MAX_UNLOCK_MS: u64 = 30_000;
+
+fn invalid(path: &Path, key: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("{}: [{key}] {reason}", path.display()))
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file. Relative paths in it are taken
+    /// relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| {
+            Error::Invalid(format!("{}: {}", path.display(), e.to_string().trim_end()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = cfg.camera.replay_dir.as_mut() {
+            rebase(p)
+        }
+        if let Some(p) = cfg.models.dir.as_mut() {
+            rebase(p)
+        }
+        if let Some(p) = cfg.gallery.photos_dir.as_mut() {
+            rebase(p)
+        }
+        for person in &mut cfg.gallery.people {
+            person.photos.iter_mut().for_each(rebase);
+        }
+        rebase(&mut cfg.audit.path);
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let c = &self.camera;
+        if c.source == CameraKind::Replay && c.replay_dir.is_none() {
+            return Err(invalid(
+                path,
+                "camera",
+                "source = \"replay\" needs replay_dir = \"DIR\" (a directory of frames)",
+            ));
+        }
+        if !(1..=120).contains(&c.fps) {
+            return Err(invalid(
+                path,
+                "camera",
+                format!("fps = {} is out of range 1..=120", c.fps),
+            ));
+        }
+        if c.width < 64 || c.height < 64 || c.width > 4096 || c.height > 4096 {
+            return Err(invalid(
+                path,
+                "camera",
+                format!(
+                    "{}x{} is not a usable frame size (64..4096 a side)",
+                    c.width, c.height
+                ),
+            ));
+        }
+        if !(10..=10_000).contains(&c.frame_timeout_ms) {
+            return Err(invalid(
+                path,
+                "camera",
+                "frame_timeout_ms must be 10..=10000",
+            ));
+        }
+        if !(c.stall_timeout_s > 0.0 && c.stall_timeout_s <= 600.0) {
+            return Err(invalid(
+                path,
+                "camera",
+                "stall_timeout_s must be in (0, 600]",
+            ));
+        }
+        let p = &self.policy;
+        if !(p.threshold > 0.0 && p.threshold < 1.5) {
+            return Err(invalid(path, "policy", format!("threshold = {} is outside (0, 1.5); run `facegate eval` to choose one for a target false-accept rate", p.threshold)));
+        }
+        if p.threshold > 0.6 {
+            log::warn!(
+                "[policy] threshold {} is looser than the encoder's 0.6: expect more false accepts",
+                p.threshold
+            );
+        }
+        if p.min_margin < 0.0 {
+            return Err(invalid(path, "policy", "min_margin must be >= 0"));
+        }
+        if p.k == 0 || p.n < p.k || p.n > 100 {
+            return Err(invalid(
+                path,
+                "policy",
+                format!("k = {} of n = {}: need 1 <= k <= n <= 100", p.k, p.n),
+            ));
+        }
+        for (key, v) in [
+            ("window_s", p.window_s),
+            ("cooldown_s", p.cooldown_s),
+            ("absence_s", p.absence_s),
+            ("backoff_s", p.backoff_s),
+            ("max_backoff_s", p.max_backoff_s),
+        ] {
+            if !(v.is_finite() && (0.0..=86_400.0).contains(&v)) {
+                return Err(invalid(
+                    path,
+                    "policy",
+                    format!("{key} = {v} must be between 0 and 86400 seconds"),
+                ));
+            }
+        }
+        let l = &self.lock;
+        match l.backend {
+            LockBackend::Rppal if l.pin.is_none() => {
+                return Err(invalid(path, "lock", "backend = \"rppal\" needs pin = BCM_NUMBER (e.g. 17)"))
+            }
+            LockBackend::Gpiocdev if l.line.is_none() => {
+                return Err(invalid(path, "lock", "backend = \"gpiocdev\" needs line = \"GPIO17\" (a line name) or an offset with chip = \"/dev/gpiochip0\""))
+            }
+            _ => {}
+        }
+        if l.unlock_ms == 0 || l.unlock_ms > l.max_unlock_ms {
+            return Err(invalid(
+                path,
+                "lock",
+                format!(
+                    "unlock_ms = {} must be > 0 and <= max_unlock_ms = {}",
+                    l.unlock_ms, l.max_unlock_ms
+                ),
+            ));
+        }
+        if l.max_unlock_ms > HARD_MAX_UNLOCK_MS {
+            return Err(invalid(
+                path,
+                "lock",
+                format!(
+                    "max_unlock_ms = {} exceeds the hard limit of {HARD_MAX_UNLOCK_MS} ms",
+                    l.max_unlock_ms
+                ),
+            ));
+        }
+        if self.gallery.photos_dir.is_none() && self.gallery.people.is_empty() {
+            return Err(invalid(
+                path,
+                "gallery",
+                "nobody is enrolled: set photos_dir = \"DIR\" (one subdirectory of photos per \
+                 person) or add [[gallery.person]] entries",
+            ));
+        }
+        for p in &self.gallery.people {
+            if p.id.is_empty() || p.photos.is_empty() {
+                return Err(invalid(
+                    path,
+                    "gallery.person",
+                    format!("person {:?} needs an id and at least one photo", p.id),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn model_options(&self) -> ModelOptions {
+        ModelOptions {
+            models_dir: self
+                .models
+                .dir
+                .clone()
+                .unwrap_or_else(ModelDir::default_path),
+            detector: self.models.detector.clone(),
+            encoder: self.models.encoder.clone(),
+            flip_average: self.models.flip_average,
+        }
+    }
+
+    pub fn policy_settings(&self) -> PolicySettings {
+        let p = &self.policy;
+        let s = Duration::from_secs_f64;
+        PolicySettings {
+            threshold: p.threshold,
+            min_margin: p.min_margin,
+            k: p.k,
+            n: p.n,
+            window: s(p.window_s),
+            min_eye_distance_px: p.min_eye_distance_px,
+            min_sharpness: p.min_sharpness,
+            max_yaw: p.max_yaw,
+            cooldown: s(p.cooldown_s),
+            absence: s(p.absence_s),
+            free_failures: p.free_failures,
+            backoff: s(p.backoff_s),
+            max_backoff: s(p.max_backoff_s),
+        }
+    }
+}
