@@ -25,10 +25,16 @@ fn scratch_models() -> tempfile::TempDir {
     dir
 }
 
-fn edit_manifest(dir: &Path, f: impl Fn(String) -> String) {
+/// Edits one value of the manifest (parsed as TOML, so the file's layout does not matter).
+fn edit_manifest(dir: &Path, section: &str, name: &str, key: &str, value: toml::Value) {
     let p = dir.join("models.toml");
-    let text = std::fs::read_to_string(&p).unwrap();
-    std::fs::write(&p, f(text)).unwrap();
+    let mut doc: toml::Table = std::fs::read_to_string(&p).unwrap().parse().unwrap();
+    let entry = doc[section].as_table_mut().unwrap()[name]
+        .as_table_mut()
+        .unwrap();
+    assert!(entry.contains_key(key), "no {key} in [{section}.{name}]");
+    entry.insert(key.to_string(), value);
+    std::fs::write(&p, toml::to_string(&doc).unwrap()).unwrap();
 }
 
 fn load(dir: &Path, encoder: &str) -> Result<(), Error> {
@@ -43,13 +49,13 @@ fn load(dir: &Path, encoder: &str) -> Result<(), Error> {
 #[test]
 fn a_model_with_the_wrong_checksum_is_refused() {
     let dir = scratch_models();
-    let real = ModelDir::open(dir.path())
-        .unwrap()
-        .encoder("fp32")
-        .unwrap()
-        .sha256
-        .clone();
-    edit_manifest(dir.path(), |t| t.replace(&real, &"0".repeat(64)));
+    edit_manifest(
+        dir.path(),
+        "encoder",
+        "fp32",
+        "sha256",
+        "0".repeat(64).into(),
+    );
     let e = load(dir.path(), "fp32").unwrap_err();
     assert!(matches!(e, Error::ModelChecksum { .. }), "{e}");
     let msg = e.to_string();
@@ -63,13 +69,13 @@ fn a_model_with_the_wrong_checksum_is_refused() {
 fn a_model_swapped_for_another_file_is_refused() {
     let dir = scratch_models();
     // point the encoder entry at the detector file, keeping the encoder's checksum
-    edit_manifest(dir.path(), |t| {
-        t.replacen(
-            "file = \"dlib_face_resnet_v1.onnx\"",
-            "file = \"face_detection_short_range.onnx\"",
-            1,
-        )
-    });
+    edit_manifest(
+        dir.path(),
+        "encoder",
+        "fp32",
+        "file",
+        "face_detection_short_range.onnx".into(),
+    );
     assert!(matches!(
         load(dir.path(), "fp32").unwrap_err(),
         Error::ModelChecksum { .. }
@@ -79,9 +85,7 @@ fn a_model_swapped_for_another_file_is_refused() {
 #[test]
 fn a_shape_mismatch_is_refused() {
     let dir = scratch_models();
-    edit_manifest(dir.path(), |t| {
-        t.replace("chip_size = 150", "chip_size = 112")
-    });
+    edit_manifest(dir.path(), "encoder", "fp32", "chip_size", 112.into());
     let e = load(dir.path(), "fp32").unwrap_err();
     assert!(matches!(e, Error::Model { .. }), "{e}");
 }
