@@ -78,6 +78,19 @@ struct Plane {
     data: Vec<u8>,
 }
 
+impl Plane {
+    fn view(&self) -> View<'_> {
+        View {
+            data: &self.data,
+            stride: self.width * 3,
+            x0: 0,
+            y0: 0,
+            width: self.width,
+            height: self.height,
+        }
+    }
+}
+
 /// A read-only RGB view: a window of an image or a pyramid level.
 #[derive(Clone, Copy)]
 struct View<'a> {
@@ -152,15 +165,7 @@ impl Aligner {
             let src = if level == 0 {
                 base
             } else {
-                let p = &done[level - 1];
-                View {
-                    data: &p.data,
-                    stride: p.width * 3,
-                    x0: 0,
-                    y0: 0,
-                    width: p.width,
-                    height: p.height,
-                }
+                done[level - 1].view()
             };
             pyramid_down(&src, &mut rest[0], &mut self.row_tmp);
         }
@@ -174,15 +179,7 @@ impl Aligner {
         let src = if level < 0 || depth == 0 {
             base
         } else {
-            let p = &self.levels[(level as usize).min(depth - 1)];
-            View {
-                data: &p.data,
-                stride: p.width * 3,
-                x0: 0,
-                y0: 0,
-                width: p.width,
-                height: p.height,
-            }
+            self.levels[(level as usize).min(depth - 1)].view()
         };
         let rc = r.center();
         let tl = rotate_about(rc, Point::new(r.left, r.top), placement.angle);
