@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod door;
+pub mod enroll;
 pub mod error;
 pub mod eval;
 pub mod face;

@@ -1,0 +1,198 @@
+//! Enrollment by USB stick: signed bundles, applied completely or not at all, into an
+//! encrypted gallery store.
+//!
+//! # The bundle (on the stick)
+//!
+//! ```text
+//! <stick>/facegate/manifest.toml     what to enrol and remove (see bundle::Manifest)
+//! <stick>/facegate/manifest.sig      minisign signature over manifest.toml's exact bytes
+//! <stick>/facegate/<any>/<photo>     photos, named by relative paths in the manifest
+//! <stick>/facegate-report.txt        written by the door after a rejection (if allowed)
+//! ```
+//!
+//! ```toml
+//! schema = 1
+//! version = 7                      # strictly greater than the version the door holds
+//! site = "hq-front"                # the door's [gallery] site or device_id
+//! created = "2026-11-30T08:00:00Z"
+//! remove = ["bob"]                 # ids whose templates are deleted
+//!
+//! [[person]]
+//! id = "alice"
+//! name = "Alice Martin"
+//! photos = [{ path = "alice/front.jpg", sha256 = "9f…" }, { path = "alice/left.jpg", sha256 = "…" }]
+//! not_after = "2027-06-30T00:00:00Z"                                   # optional, as gallery::Access
+//! schedule = [{ days = ["mon","tue","wed","thu","fri"], from = "07:00", to = "19:00" }]
+//! ```
+//!
+//! The signature covers the manifest bytes, and the manifest lists the SHA-256 of every photo,
+//! so the signature covers the photos. `facegate bundle sign DIR --key KEY` fills the hashes and
+//! writes `manifest.sig`; `facegate bundle check DIR --pubkey KEY --models` runs every check
+//! the door runs (including face detection) before anyone walks to the door. Keys and the
+//! signature use minisign's formats ([`sign`]), so `minisign -Vm manifest.toml -P KEY` also works.
+//!
+//! # What the door checks, in order (any failure rejects the whole bundle)
+//!
+//! 1. `manifest.toml` and `manifest.sig` exist, are regular files inside the bundle, are small.
+//! 2. The signature is valid for a key pinned in `[gallery] admin_keys` (no default key).
+//!    Nothing else in the bundle is parsed or decoded before this passes.
+//! 3. The manifest parses (strict schema, unknown keys refused), `schema` is known, `site`
+//!    names this door, `version` is greater than the store's, ids are unique and well formed.
+//! 4. Every photo path is relative, without `..`, and resolves (symlinks included) inside the
+//!    bundle; every photo exists, is at most 32 MiB, and matches its SHA-256.
+//! 5. Every photo decodes (corrupt/truncated files and decompression bombs refused by
+//!    [`crate::imageio`]) and contains exactly one face with eyes at least
+//!    `min_eye_distance_px` apart. Embeddings come from the same [`crate::face::FaceEngine`]
+//!    pipeline as recognition. All photo problems are reported together (person, file, reason).
+//! 6. Only then is the new gallery sealed and written atomically ([`store`]). Photos are never
+//!    copied off the stick.
+//!
+//! # Threat model
+//!
+//! * Anyone can plug in a stick: without a pinned admin key they cannot add, change or remove
+//!   anyone (signature), replay an older signed bundle (monotonic version kept inside the
+//!   encrypted store), or replay a bundle made for another door (`site`).
+//! * A hostile stick may carry crafted files: paths are confined to the bundle, sizes capped,
+//!   decoding limited, and the stick is only read (the optional report is the only write).
+//! * Someone who copies the store file off the door gets ciphertext; the device key sits next to
+//!   it (0600, service user) so an attacker with root on the door gets both: encryption at rest
+//!   protects a removed SD card only if the key file lives elsewhere (TPM, separate medium).
+//! * An admin key compromise is total for enrollment: rotate by changing `admin_keys`.
+//! * Not covered: presentation attacks at the camera (see the daemon's liveness hook), and a
+//!   stick that changes its content between the checks and the reads (every byte used is
+//!   hashed after it is read, so a swap is detected, not exploited).
+//!
+//! # Deletion
+//!
+//! `facegate staff remove ID` and `remove = [...]` rewrite the store without the templates and
+//! atomically replace the old ciphertext (fresh nonce). On a filesystem the old blocks are freed,
+//! not wiped; on flash (SD cards, eMMC) wear-levelling may keep old pages until they are
+//! erased. Those pages hold only ciphertext under the device key, so deleting or rotating the
+//! key file (`rm key; start` re-creates it, and the store must then be re-imported) is what makes
+//! old copies unreadable: crypto-erasure.
+
+pub mod bundle;
+pub mod import;
+pub mod sign;
+pub mod store;
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+
+/// One problem with one photo, for the report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Problem {
+    pub person: String,
+    pub file: String,
+    /// Short machine-readable kind: `path`, `missing`, `hash`, `image`, `too_large`, `no_face`,
+    /// `faces`, `quality`.
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "person {:?}, file {:?}: {}",
+            self.person, self.file, self.reason
+        )
+    }
+}
+
+/// Why an enrollment operation failed. Every message names the thing and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Key(String),
+    #[error("bundle signature: {0}")]
+    Signature(String),
+    #[error(
+        "bundle is signed by key {key_id}, which is not pinned in [gallery] admin_keys (pinned: {}); \
+         sign with a pinned key or add its public key to the config",
+        if pinned.is_empty() { "none".to_string() } else { pinned.join(", ") }
+    )]
+    KeyNotPinned { key_id: String, pinned: Vec<String> },
+    #[error("manifest {path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error(
+        "bundle version {version} is not newer than the enrolled version {current} (rollback refused); \
+         set version = {} or more and re-sign",
+        current + 1
+    )]
+    Rollback { version: u64, current: u64 },
+    #[error(
+        "bundle is for site {bundle:?} but this door is {device:?}; set site = {:?} in the manifest and re-sign",
+        device.first().cloned().unwrap_or_default()
+    )]
+    WrongSite { bundle: String, device: Vec<String> },
+    #[error("duplicate person id {0:?} in the manifest (each id once, and not also in remove)")]
+    DuplicateId(String),
+    #[error("bundle rejected, {} problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Rejected(Vec<Problem>),
+    #[error("gallery store {path}: {reason}")]
+    Store { path: PathBuf, reason: String },
+    #[error(
+        "gallery store {path} was made with encoder {store} but the loaded encoder is {models}: \
+         its templates are not comparable; load the matching model, or move the store aside and import \
+         a new bundle (version > {version})"
+    )]
+    EncoderMismatch {
+        path: PathBuf,
+        store: String,
+        models: String,
+        version: u64,
+    },
+    #[error("{id:?} is not enrolled in {path}; `facegate staff list` shows who is")]
+    NotEnrolled { id: String, path: PathBuf },
+    #[error(transparent)]
+    Face(#[from] crate::Error),
+}
+
+impl EnrollError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        EnrollError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A short kind for the audit log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EnrollError::Io { .. } => "io",
+            EnrollError::Key(_) => "key",
+            EnrollError::Signature(_) => "signature",
+            EnrollError::KeyNotPinned { .. } => "key_not_pinned",
+            EnrollError::Manifest { .. } => "manifest",
+            EnrollError::Rollback { .. } => "rollback",
+            EnrollError::WrongSite { .. } => "site",
+            EnrollError::DuplicateId(_) => "duplicate_id",
+            EnrollError::Rejected(_) => "photos",
+            EnrollError::Store { .. } => "store",
+            EnrollError::EncoderMismatch { .. } => "encoder",
+            EnrollError::NotEnrolled { .. } => "not_enrolled",
+            EnrollError::Face(_) => "face",
+        }
+    }
+}
+
+impl From<EnrollError> for crate::Error {
+    fn from(e: EnrollError) -> Self {
+        match e {
+            EnrollError::Face(e) => e,
+            other => crate::Error::Invalid(other.to_string()),
+        }
+    }
+}
+
+pub use bundle::Manifest;
+pub use import::{import_bundle, verify_bundle, ImportOutcome, ImportPolicy, Verified};
+pub use sign::{AdminKey, SecretKey};
+pub use store::{DeviceKey, Store, StoreData};

@@ -1,0 +1,180 @@
+//! USB watch: a background thread polls the configured mount-point patterns (e.g.
+//! `/media/*/facegate`, `/run/media/*/*/facegate`; `*` matches one path component) every
+//! `poll_s`, and imports each bundle it has not seen (identified by the sha256 of its manifest
+//! and signature) exactly once. The thread owns its own [`FaceEngine`]; the frame loop only
+//! calls [`WatchHandle::poll`], which never blocks, and swaps in the gallery it returns.
+
+use super::import::{import_bundle, report_text, write_report, ImportPolicy};
+use super::store::Store;
+use super::EnrollError;
+use crate::face::FaceModels;
+use crate::gallery::{Gallery, Person};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Expands `*` components of each pattern against the filesystem; returns existing directories.
+pub fn expand(patterns: &[String]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for pat in patterns {
+        let mut current = vec![PathBuf::from(if pat.starts_with('/') { "/" } else { "." })];
+        for comp in pat.split('/').filter(|c| !c.is_empty()) {
+            let mut next = Vec::new();
+            for base in &current {
+                if comp == "*" {
+                    if let Ok(rd) = std::fs::read_dir(base) {
+                        let mut v: Vec<PathBuf> =
+                            rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                        v.sort();
+                        next.extend(v);
+                    }
+                } else {
+                    next.push(base.join(comp));
+                }
+            }
+            current = next;
+        }
+        out.extend(current.into_iter().filter(|p| p.is_dir()));
+    }
+    out
+}
+
+/// What the watcher reports to the frame loop.
+#[derive(Debug)]
+pub enum WatchEvent {
+    /// A bundle was imported and the store written: swap the gallery.
+    Imported { gallery: Gallery, audit: Value },
+    /// A bundle was refused; the store is unchanged.
+    Rejected { audit: Value },
+}
+
+impl WatchEvent {
+    /// The audit event name and fields.
+    pub fn audit(&self) -> (&'static str, &Value) {
+        match self {
+            WatchEvent::Imported { audit, .. } => ("enroll_import", audit),
+            WatchEvent::Rejected { audit } => ("enroll_rejected", audit),
+        }
+    }
+}
+
+/// Settings of the watcher.
+pub struct WatchConfig {
+    pub patterns: Vec<String>,
+    pub poll: Duration,
+    pub write_report: bool,
+    pub policy: ImportPolicy,
+    /// People enrolled from the config file; the store's people are laid over them.
+    pub base: Vec<Person>,
+}
+
+/// The gallery the door uses: config people, then store people (same id: the store wins).
+pub fn merged(base: &[Person], store: &[Person]) -> Gallery {
+    Gallery::from_people(base.iter().chain(store).cloned().collect())
+}
+
+/// The frame loop's end of the watcher.
+pub struct WatchHandle {
+    rx: Receiver<WatchEvent>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WatchHandle {
+    /// Events since the last call; never blocks.
+    pub fn poll(&self) -> Vec<WatchEvent> {
+        self.rx.try_iter().collect()
+    }
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn bundle_identity(dir: &Path) -> Option<String> {
+    let m = std::fs::read(dir.join(super::bundle::MANIFEST)).ok()?;
+    let s = std::fs::read(dir.join(super::bundle::SIGNATURE)).unwrap_or_default();
+    Some(super::bundle::sha256_hex(&[m, s].concat()))
+}
+
+/// Starts the watcher thread.
+pub fn spawn(
+    models: Arc<FaceModels>,
+    store: Store,
+    cfg: WatchConfig,
+) -> Result<WatchHandle, EnrollError> {
+    let mut engine = models.engine()?;
+    let (tx, rx) = channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("enroll-watch".into())
+        .spawn(move || {
+            let mut seen: HashSet<String> = HashSet::new();
+            while !stop2.load(Ordering::Relaxed) {
+                for dir in expand(&cfg.patterns) {
+                    let Some(id) = bundle_identity(&dir) else { continue };
+                    if !seen.insert(id.clone()) {
+                        continue;
+                    }
+                    log::info!("enrollment bundle found at {}", dir.display());
+                    let mut progress = |done: usize, total: usize| {
+                        if done % 10 == 0 || done == total {
+                            log::info!("enrollment: {done}/{total} photos");
+                        }
+                    };
+                    let result = import_bundle(&dir, &cfg.policy, &store, &mut engine, &mut progress);
+                    if cfg.write_report {
+                        write_report(&dir, &report_text(&dir, &result));
+                    }
+                    let ev = match result {
+                        Ok(o) => {
+                            log::info!(
+                                "enrollment: bundle version {} imported ({} enrolled, {} removed, {} photos in {:.1} s)",
+                                o.version, o.enrolled.len(), o.removed.len(), o.photos, o.elapsed.as_secs_f64()
+                            );
+                            WatchEvent::Imported {
+                                gallery: merged(&cfg.base, &o.data.people),
+                                audit: json!({"bundle": dir, "manifest_sha256": id, "version": o.version, "key": o.key_id, "enrolled": o.enrolled, "removed": o.removed, "photos": o.photos, "people": o.data.people.len()}),
+                            }
+                        }
+                        Err(e) => {
+                            log::warn!("enrollment bundle {} rejected: {e}", dir.display());
+                            let problems = match &e {
+                                EnrollError::Rejected(p) => serde_json::to_value(p).unwrap_or_default(),
+                                _ => Value::Null,
+                            };
+                            WatchEvent::Rejected {
+                                audit: json!({"bundle": dir, "manifest_sha256": id, "kind": e.kind(), "error": e.to_string().chars().take(1000).collect::<String>(), "problems": problems}),
+                            }
+                        }
+                    };
+                    if tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+                // sleep in short steps so that stop is honoured quickly
+                let mut slept = Duration::ZERO;
+                while slept < cfg.poll && !stop2.load(Ordering::Relaxed) {
+                    let step = Duration::from_millis(100).min(cfg.poll - slept);
+                    std::thread::sleep(step);
+                    slept += step;
+                }
+            }
+        })
+        .map_err(|e| EnrollError::Key(format!("cannot start the enrollment watcher thread: {e}")))?;
+    Ok(WatchHandle {
+        rx,
+        stop,
+        thread: Some(thread),
+    })
+}
