@@ -1,0 +1,676 @@
+//! Enrollment by signed bundle: a valid bundle imports with the recognition pipeline's
+//! embeddings; every hostile input is refused with an error naming the thing, and leaves the
+//! store byte-identical; a power cut between writing and renaming leaves the old store.
+
+mod common;
+
+use facegate::enroll::bundle::{sha256_hex, sign_bundle};
+use facegate::enroll::import::{import_bundle, verify_bundle, ImportPolicy};
+use facegate::enroll::store::{Store, StoreData};
+use facegate::enroll::{EnrollError, SecretKey};
+use facegate::face::encode::{Embedding, EMBEDDING_DIM};
+use facegate::gallery::{Access, Person};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// The face engine is shared; tests that run photos through it take turns.
+static ENGINE: Mutex<Option<facegate::face::FaceEngine>> = Mutex::new(None);
+
+fn with_engine<T>(f: impl FnOnce(&mut facegate::face::FaceEngine) -> T) -> T {
+    let mut g = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if g.is_none() {
+        *g = Some(common::models().engine().expect("engine"));
+    }
+    f(g.as_mut().expect("engine"))
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    bundle: PathBuf,
+    store: Store,
+    key: SecretKey,
+    policy: ImportPolicy,
+}
+
+const SITE: &str = "hq-front";
+
+/// A bundle folder on a "stick", and a store already holding version 1 with one person.
+fn env() -> Env {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().to_path_buf();
+    let bundle = root.join("stick/facegate");
+    std::fs::create_dir_all(&bundle).expect("mkdir");
+    let key = SecretKey::generate().expect("keygen");
+    let store = Store::open(
+        &root.join("door/gallery.store"),
+        &root.join("door/device.key"),
+    )
+    .expect("store");
+    let encoder = common::models().encoder.sha256.clone();
+    let mut data = StoreData::empty(&encoder);
+    data.bundle_version = 1;
+    data.people.push(Person {
+        id: "old".into(),
+        name: "Old Timer".into(),
+        embeddings: vec![Embedding([0.1; EMBEDDING_DIM])],
+        access: Access::default(),
+    });
+    store.save(&data).expect("save");
+    let policy = ImportPolicy {
+        admin_keys: vec![key.public()],
+        sites: vec![SITE.into()],
+        min_eye_distance_px: 20.0,
+    };
+    Env {
+        _tmp: tmp,
+        root,
+        bundle,
+        store,
+        key,
+        policy,
+    }
+}
+
+impl Env {
+    /// Copies a fixture photo into the bundle; returns (relative path, sha256).
+    fn photo(&self, rel: &str, fixture: &str) -> (String, String) {
+        let dst = self.bundle.join(rel);
+        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(common::face(fixture), &dst).expect("copy");
+        let sha = sha256_hex(&std::fs::read(&dst).expect("read"));
+        (rel.to_string(), sha)
+    }
+
+    fn bytes_photo(&self, rel: &str, bytes: &[u8]) -> (String, String) {
+        let dst = self.bundle.join(rel);
+        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&dst, bytes).expect("write");
+        (rel.to_string(), sha256_hex(bytes))
+    }
+
+    /// Writes the manifest text and a signature over it by `key`.
+    fn sign_text(&self, text: &str, key: &SecretKey) {
+        std::fs::write(self.bundle.join("manifest.toml"), text).expect("write manifest");
+        std::fs::write(
+            self.bundle.join("manifest.sig"),
+            key.sign(text.as_bytes(), "manifest.toml"),
+        )
+        .expect("write sig");
+    }
+
+    fn signed(&self, text: &str) {
+        self.sign_text(text, &self.key)
+    }
+
+    fn store_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.store.path).expect("store")
+    }
+
+    fn import(&self) -> Result<facegate::enroll::ImportOutcome, EnrollError> {
+        with_engine(|e| import_bundle(&self.bundle, &self.policy, &self.store, e, &mut |_, _| {}))
+    }
+
+    /// Imports, expects a refusal whose message names every `needle`, and checks the store did
+    /// not change by a single byte.
+    fn refused(&self, needles: &[&str]) -> EnrollError {
+        let before = self.store_bytes();
+        let err = self.import().expect_err("hostile bundle must be refused");
+        let msg = err.to_string();
+        for n in needles {
+            assert!(msg.contains(n), "error {msg:?} does not name {n:?}");
+        }
+        assert_eq!(self.store_bytes(), before, "store changed after: {msg}");
+        let data = self
+            .store
+            .load(&common::models().encoder.sha256)
+            .expect("loadable");
+        assert_eq!(data.bundle_version, 1);
+        assert_eq!(data.people.len(), 1);
+        err
+    }
+}
+
+fn manifest(version: u64, site: &str, people: &[(&str, Vec<(String, String)>)]) -> String {
+    let mut s = format!(
+        "schema = 1\nversion = {version}\nsite = \"{site}\"\ncreated = \"2026-11-30T08:00:00Z\"\n"
+    );
+    for (id, photos) in people {
+        s += &format!("\n[[person]]\nid = \"{id}\"\nname = \"{id} name\"\nphotos = [");
+        for (p, h) in photos {
+            s += &format!("{{ path = \"{p}\", sha256 = \"{h}\" }}, ");
+        }
+        s += "]\n";
+    }
+    s
+}
+
+fn one(env: &Env, rel: &str, fixture: &str) -> String {
+    let p = env.photo(rel, fixture);
+    manifest(2, SITE, &[("alice", vec![p])])
+}
+
+#[test]
+fn valid_bundle_imports_with_recognition_embeddings() {
+    let env = env();
+    let o1 = env.photo("obama/1.jpg", "obama1.jpg");
+    let b1 = env.photo("biden/1.jpg", "biden1.jpg");
+    let a1 = env.photo("alex/1.png", "alex-lacamoire.png");
+    let mut text = manifest(
+        2,
+        SITE,
+        &[("obama", vec![o1]), ("biden", vec![b1]), ("alex", vec![a1])],
+    );
+    text += "not_after = \"2030-01-01T00:00:00Z\"\n";
+    text = text.replace("created", "remove = [\"old\"]\ncreated");
+    env.signed(&text);
+    let out = env.import().expect("valid bundle imports");
+    assert_eq!(out.version, 2);
+    assert_eq!(out.enrolled, ["obama", "biden", "alex"]);
+    assert_eq!(out.removed, ["old"]);
+    let data = env
+        .store
+        .load(&common::models().encoder.sha256)
+        .expect("load");
+    assert_eq!(data.bundle_version, 2);
+    assert_eq!(data.people.len(), 3);
+    assert!(data.people.iter().all(|p| p.embeddings.len() == 1));
+    assert!(data.people[2].access.not_after.is_some());
+    let gallery = data.gallery();
+    // A different photo of Obama matches the imported Obama.
+    let probe = facegate::imageio::load_rgb(&common::face("obama2.jpg")).expect("photo");
+    let face = with_engine(|e| e.faces(&probe)).expect("faces");
+    let m = gallery.best_match(&face[0].embedding).expect("match");
+    assert_eq!(m.id, "obama");
+    assert!(m.distance < common::models().default_threshold(), "{m:?}");
+    // Photos are not kept: the store directory holds only the store and the key.
+    let names: Vec<_> = std::fs::read_dir(env.store.path.parent().expect("dir"))
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // The same bundle again is a rollback.
+    let err = env.import().expect_err("replay");
+    assert!(matches!(err, EnrollError::Rollback { .. }), "{err}");
+    // staff remove: the template is gone from the rewritten store.
+    let before = env.store_bytes();
+    env.store.remove("biden").expect("remove");
+    assert_ne!(env.store_bytes(), before);
+    let data = env.store.load_any().expect("load").expect("exists");
+    assert!(data.people.iter().all(|p| p.id != "biden"));
+    assert!(matches!(
+        env.store.remove("biden"),
+        Err(EnrollError::NotEnrolled { .. })
+    ));
+}
+
+#[test]
+fn sign_bundle_fills_hashes_and_admin_check_passes() {
+    let env = env();
+    env.photo("o/1.jpg", "obama1.jpg");
+    std::fs::write(
+        env.bundle.join("manifest.toml"),
+        "schema = 1\nversion = 5\nsite = \"hq-front\"\ncreated = \"2026-11-30T08:00:00Z\"\n\n[[person]]\nid = \"obama\"\nname = \"Barack\"\nphotos = [{ path = \"o/1.jpg\" }]\n",
+    )
+    .expect("write");
+    let m = sign_bundle(&env.bundle, &env.key).expect("sign");
+    assert_eq!(m.people[0].photos[0].sha256.len(), 64);
+    let v = with_engine(|e| verify_bundle(&env.bundle, &env.policy, 1, Some(e), &mut |_, _| {}))
+        .expect("check");
+    assert_eq!(v.people[0].embeddings.len(), 1);
+}
+
+// ---- hostile inputs: each refused, naming the thing, the store byte-identical ----
+
+#[test]
+fn hostile_missing_signature() {
+    let env = env();
+    env.signed(&one(&env, "a.jpg", "obama1.jpg"));
+    std::fs::remove_file(env.bundle.join("manifest.sig")).expect("rm");
+    env.refused(&["manifest.sig", "facegate bundle sign"]);
+}
+
+#[test]
+fn hostile_wrong_signature_manifest_edited_after_signing() {
+    let env = env();
+    let text = one(&env, "a.jpg", "obama1.jpg");
+    env.signed(&text);
+    std::fs::write(
+        env.bundle.join("manifest.toml"),
+        text.replace("version = 2", "version = 3"),
+    )
+    .expect("write");
+    env.refused(&["does not match key", &env.key.public().id_hex(), "re-sign"]);
+}
+
+#[test]
+fn hostile_garbage_signature_file() {
+    let env = env();
+    env.signed(&one(&env, "a.jpg", "obama1.jpg"));
+    std::fs::write(env.bundle.join("manifest.sig"), "not a signature\n").expect("write");
+    env.refused(&["manifest.sig", "not a minisign signature"]);
+}
+
+#[test]
+fn hostile_key_not_pinned() {
+    let env = env();
+    let other = SecretKey::generate().expect("keygen");
+    env.sign_text(&one(&env, "a.jpg", "obama1.jpg"), &other);
+    env.refused(&[
+        &other.public().id_hex(),
+        "not pinned",
+        &env.key.public().id_hex(),
+    ]);
+}
+
+#[test]
+fn hostile_no_pinned_keys_at_all() {
+    let mut env = env();
+    env.signed(&one(&env, "a.jpg", "obama1.jpg"));
+    env.policy.admin_keys.clear();
+    env.refused(&["not pinned", "pinned: none"]);
+}
+
+#[test]
+fn hostile_rollback_equal_version() {
+    let env = env();
+    let p = env.photo("a.jpg", "obama1.jpg");
+    env.signed(&manifest(1, SITE, &[("alice", vec![p])]));
+    env.refused(&["version 1", "enrolled version 1", "rollback"]);
+}
+
+#[test]
+fn hostile_rollback_older_version() {
+    let env = env();
+    let p = env.photo("a.jpg", "obama1.jpg");
+    env.signed(&manifest(0, SITE, &[("alice", vec![p])]));
+    env.refused(&["version 0", "rollback"]);
+}
+
+#[test]
+fn hostile_wrong_site() {
+    let env = env();
+    let p = env.photo("a.jpg", "obama1.jpg");
+    env.signed(&manifest(2, "branch-office", &[("alice", vec![p])]));
+    env.refused(&["branch-office", SITE]);
+}
+
+#[test]
+fn hostile_photo_hash_mismatch() {
+    let env = env();
+    env.signed(&one(&env, "alice/a.jpg", "obama1.jpg"));
+    std::fs::copy(common::face("biden1.jpg"), env.bundle.join("alice/a.jpg")).expect("swap");
+    env.refused(&["alice", "alice/a.jpg", "sha256 mismatch"]);
+}
+
+#[test]
+fn hostile_path_traversal() {
+    let env = env();
+    std::fs::copy(
+        common::face("obama1.jpg"),
+        env.root.join("stick/outside.jpg"),
+    )
+    .expect("copy");
+    let sha = sha256_hex(&std::fs::read(env.root.join("stick/outside.jpg")).expect("read"));
+    env.signed(&manifest(
+        2,
+        SITE,
+        &[("alice", vec![("../outside.jpg".into(), sha)])],
+    ));
+    env.refused(&["../outside.jpg", "leaves the bundle"]);
+}
+
+#[test]
+fn hostile_absolute_path() {
+    let env = env();
+    let abs = common::face("obama1.jpg");
+    let sha = sha256_hex(&std::fs::read(&abs).expect("read"));
+    env.signed(&manifest(
+        2,
+        SITE,
+        &[("alice", vec![(abs.display().to_string(), sha)])],
+    ));
+    env.refused(&["obama1.jpg", "absolute path"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn hostile_symlink_leaving_the_bundle() {
+    let env = env();
+    let target = common::face("obama1.jpg");
+    let sha = sha256_hex(&std::fs::read(&target).expect("read"));
+    std::os::unix::fs::symlink(&target, env.bundle.join("link.jpg")).expect("symlink");
+    env.signed(&manifest(
+        2,
+        SITE,
+        &[("alice", vec![("link.jpg".into(), sha)])],
+    ));
+    env.refused(&["link.jpg", "outside the bundle"]);
+}
+
+#[test]
+fn hostile_missing_photo() {
+    let env = env();
+    let (rel, sha) = env.photo("a.jpg", "obama1.jpg");
+    env.signed(&manifest(
+        2,
+        SITE,
+        &[("alice", vec![(rel, sha.clone()), ("gone.jpg".into(), sha)])],
+    ));
+    env.refused(&["alice", "gone.jpg", "missing"]);
+}
+
+#[test]
+fn hostile_photo_without_face() {
+    let env = env();
+    env.signed(&one(&env, "alice/nf.jpg", "no_face.jpg"));
+    env.refused(&["alice", "alice/nf.jpg", "no face"]);
+}
+
+#[test]
+fn hostile_photo_with_two_faces() {
+    let env = env();
+    env.signed(&one(&env, "alice/two.jpg", "two_people.jpg"));
+    env.refused(&["alice", "alice/two.jpg", "2 faces"]);
+}
+
+#[test]
+fn hostile_corrupt_jpeg() {
+    let env = env();
+    let mut bytes = std::fs::read(common::face("obama1.jpg")).expect("read");
+    let n = bytes.len();
+    for b in &mut bytes[200..n - 200] {
+        *b = 0x5a;
+    }
+    let p = env.bytes_photo("alice/c.jpg", &bytes);
+    env.signed(&manifest(2, SITE, &[("alice", vec![p])]));
+    env.refused(&["alice", "alice/c.jpg"]);
+}
+
+#[test]
+fn hostile_truncated_jpeg() {
+    let env = env();
+    let bytes = std::fs::read(common::face("obama1.jpg")).expect("read");
+    let p = env.bytes_photo("alice/t.jpg", &bytes[..bytes.len() / 2]);
+    env.signed(&manifest(2, SITE, &[("alice", vec![p])]));
+    env.refused(&["alice", "alice/t.jpg", "truncated"]);
+}
+
+#[test]
+fn hostile_truncated_png() {
+    let env = env();
+    let bytes = std::fs::read(common::face("alex-lacamoire.png")).expect("read");
+    let p = env.bytes_photo("alice/t.png", &bytes[..bytes.len() / 2]);
+    env.signed(&manifest(2, SITE, &[("alice", vec![p])]));
+    env.refused(&["alice", "alice/t.png", "corrupt or truncated"]);
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+}
+
+#[test]
+fn hostile_decompression_bomb() {
+    // A 100 000 x 100 000 PNG header in a few dozen bytes: 30 GB if decoded.
+    let env = env();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    let p = env.bytes_photo("alice/bomb.png", &png);
+    env.signed(&manifest(2, SITE, &[("alice", vec![p])]));
+    let err = env.refused(&["alice", "alice/bomb.png"]);
+    assert!(
+        err.to_string().contains("100000") || err.to_string().contains("limit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hostile_malformed_toml() {
+    let env = env();
+    env.signed("schema = 1\nversion = = 2\n[[person]\n");
+    env.refused(&["manifest.toml", "not a valid manifest"]);
+}
+
+#[test]
+fn hostile_truncated_toml() {
+    let env = env();
+    let text = one(&env, "a.jpg", "obama1.jpg");
+    env.signed(&text[..text.len() - 30]);
+    env.refused(&["manifest.toml", "not a valid manifest"]);
+}
+
+#[test]
+fn hostile_unknown_manifest_key() {
+    let env = env();
+    let text = one(&env, "a.jpg", "obama1.jpg").replace("site", "admin = true\nsite");
+    env.signed(&text);
+    env.refused(&["manifest.toml", "admin"]);
+}
+
+#[test]
+fn hostile_duplicate_ids() {
+    let env = env();
+    let a = env.photo("a.jpg", "obama1.jpg");
+    let b = env.photo("b.jpg", "biden1.jpg");
+    env.signed(&manifest(
+        2,
+        SITE,
+        &[("alice", vec![a]), ("alice", vec![b])],
+    ));
+    env.refused(&["duplicate person id", "alice"]);
+}
+
+#[test]
+fn hostile_id_enrolled_and_removed() {
+    let env = env();
+    let text = one(&env, "a.jpg", "obama1.jpg").replace("created", "remove = [\"alice\"]\ncreated");
+    env.signed(&text);
+    env.refused(&["duplicate person id", "alice"]);
+}
+
+#[test]
+fn all_problems_reported_together_and_report_written() {
+    let env = env();
+    let a = env.photo("alice/nf.jpg", "no_face.jpg");
+    let b = env.photo("bob/two.jpg", "two_people.jpg");
+    env.signed(&manifest(2, SITE, &[("alice", vec![a]), ("bob", vec![b])]));
+    let err = env.refused(&["alice/nf.jpg", "no face", "bob/two.jpg", "2 faces"]);
+    let result = Err(err);
+    let text = facegate::enroll::import::report_text(&env.bundle, &result);
+    facegate::enroll::import::write_report(&env.bundle, &text);
+    let report =
+        std::fs::read_to_string(env.root.join("stick/facegate-report.txt")).expect("report");
+    assert!(
+        report.contains("REJECTED") && report.contains("bob/two.jpg"),
+        "{report}"
+    );
+}
+
+// ---- the store ----
+
+#[test]
+fn store_from_another_encoder_is_refused() {
+    let env = env();
+    let err = env.store.load(&"0".repeat(64)).expect_err("other encoder");
+    assert!(matches!(err, EnrollError::EncoderMismatch { .. }));
+    assert!(err.to_string().contains("was made with encoder"), "{err}");
+}
+
+#[test]
+fn store_tampered_or_other_key_is_refused() {
+    let env = env();
+    let mut bytes = env.store_bytes();
+    let n = bytes.len();
+    bytes[n - 5] ^= 1;
+    let tampered = env.root.join("door/t.store");
+    std::fs::write(&tampered, &bytes).expect("write");
+    let s = Store::open(&tampered, &env.root.join("door/device.key")).expect("open");
+    assert!(s
+        .load_any()
+        .expect_err("tampered")
+        .to_string()
+        .contains("cannot decrypt"));
+    let other = Store::open(&env.store.path, &env.root.join("door/other.key")).expect("open");
+    assert!(other.load_any().is_err());
+    // the store is sealed with a fresh nonce on every write
+    let a = env
+        .store
+        .seal(&env.store.load_any().unwrap().unwrap())
+        .unwrap();
+    let b = env
+        .store
+        .seal(&env.store.load_any().unwrap().unwrap())
+        .unwrap();
+    assert_ne!(a, b);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.root.join("door/device.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn power_loss_between_write_and_rename_keeps_the_old_store() {
+    let env = env();
+    let before = env.store_bytes();
+    // 1. Power cut after the temp file was (partly) written, before the rename: a stray temp
+    //    file beside the store, the store itself untouched.
+    let dir = env.store.path.parent().expect("dir");
+    let mut next = env.store.load_any().unwrap().unwrap();
+    next.bundle_version = 9;
+    let sealed = env.store.seal(&next).expect("seal");
+    std::fs::write(
+        dir.join(".gallery.store.tmp-99999"),
+        &sealed[..sealed.len() / 2],
+    )
+    .expect("tmp");
+    assert_eq!(env.store_bytes(), before);
+    let data = env
+        .store
+        .load(&common::models().encoder.sha256)
+        .expect("old store loads");
+    assert_eq!(data.bundle_version, 1);
+    // 2. The write fails before the rename (directory read-only): the old store stays.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o500)).expect("chmod");
+        let r = env.store.save(&next);
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        // (root ignores directory permissions; then the save succeeds and that is fine too)
+        if r.is_err() {
+            assert_eq!(env.store_bytes(), before);
+            assert_eq!(env.store.load_any().unwrap().unwrap().bundle_version, 1);
+        }
+    }
+}
+
+#[test]
+fn watcher_expands_mount_patterns() {
+    let env = env();
+    let found = facegate::enroll::watch::expand(&[format!("{}/*/facegate", env.root.display())]);
+    assert_eq!(found, vec![env.root.join("stick/facegate")]);
+}
+
+// ---- timing (cargo test --test enroll -- --ignored --nocapture) ----
+
+#[test]
+#[ignore]
+fn timing_per_photo_and_100_people_bundle() {
+    let env = env();
+    let fixtures = [
+        "obama1.jpg",
+        "obama2.jpg",
+        "obama3.jpg",
+        "obama4.jpg",
+        "biden1.jpg",
+        "biden2.jpg",
+        "alex-lacamoire.png",
+        "alex-lacamoire2.jpg",
+        "alex-lacamoire3.jpg",
+        "lin-manuel-miranda.png",
+    ];
+    let people: usize = std::env::var("ENROLL_PEOPLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let mut list = Vec::new();
+    for i in 0..people {
+        let photos: Vec<(String, String)> = (0..3)
+            .map(|k| {
+                env.photo(
+                    &format!("p{i:03}/{k}.img"),
+                    fixtures[(i * 3 + k) % fixtures.len()],
+                )
+            })
+            .collect();
+        list.push((format!("p{i:03}"), photos));
+    }
+    let refs: Vec<(&str, Vec<(String, String)>)> = list
+        .iter()
+        .map(|(id, p)| (id.as_str(), p.clone()))
+        .collect();
+    env.signed(&manifest(2, SITE, &refs));
+    // warm the engine
+    with_engine(|e| e.faces(&facegate::imageio::load_rgb(&common::face("obama1.jpg")).unwrap()))
+        .unwrap();
+    let t0 = Instant::now();
+    let v = with_engine(|e| verify_bundle(&env.bundle, &env.policy, 1, Some(e), &mut |_, _| {}))
+        .expect("verify");
+    let verify = t0.elapsed();
+    let mut times: Vec<f64> = v
+        .photo_times
+        .iter()
+        .map(|d| d.as_secs_f64() * 1e3)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let t1 = Instant::now();
+    let out = env.import().expect("import");
+    let import = t1.elapsed();
+    println!(
+        "enrollment timing ({people} people x 3 photos = {} photos, dev profile, deps opt-level 3):\n  \
+         per photo (decode+detect+embed): median {:.1} ms, p90 {:.1} ms, max {:.1} ms\n  \
+         verify only: {:.2} s; full import incl. store write: {:.2} s ({} photos)",
+        times.len(),
+        times[times.len() / 2],
+        times[times.len() * 9 / 10],
+        times[times.len() - 1],
+        verify.as_secs_f64(),
+        import.as_secs_f64(),
+        out.photos,
+    );
+}
