@@ -200,6 +200,15 @@ pub struct LockConfig {
     pub unlock_ms: u64,
     #[serde(default = "default_max_unlock_ms")]
     pub max_unlock_ms: u64,
+    /// Request-to-exit button (GPIO character-device line name, e.g. "GPIO27"): a press gives a
+    /// normal unlock pulse.
+    pub exit_button: Option<String>,
+    /// Door contact (reed switch) line: reports door opened / closed / forced open.
+    pub door_contact: Option<String>,
+    /// Inputs are switches to ground with the kernel's pull-up (active low); false for
+    /// switches to 3.3 V with a pull-down.
+    #[serde(default = "yes")]
+    pub inputs_active_low: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,7 +22,9 @@ use crate::camera::supervisor::{CameraEvent, Opener, Supervisor, SupervisorConfi
 use crate::camera::v4l2::{V4l2Config, V4l2Source};
 use crate::camera::{CameraError, FrameSource};
 use crate::config::{CameraKind, Config, LockBackend, SafeStateConfig};
-use crate::door::controller::{install_panic_guard, DoorConfig, DoorController, SafeState};
+use crate::door::controller::{
+    install_panic_guard, DoorConfig, DoorController, DoorInputs, SafeState,
+};
 use crate::door::lock::LockOutput;
 use crate::door::policy::{Decision, Evidence, Liveness, Policy, PolicySettings};
 use crate::error::{Error, Result};
@@ -128,6 +130,34 @@ pub fn lock_output(cfg: &Config) -> Result<Box<dyn LockOutput>> {
     })
 }
 
+/// The door contact and exit button the configuration names (GPIO character-device lines).
+pub fn door_inputs(cfg: &Config) -> Result<DoorInputs> {
+    use crate::door::gpiocdev_out::{GpiocdevInput, LineSpec, Pull};
+    let l = &cfg.lock;
+    let pull = if l.inputs_active_low {
+        Pull::Up
+    } else {
+        Pull::Down
+    };
+    let open = |line: &Option<String>| -> Result<Option<Box<dyn crate::door::lock::DoorInput>>> {
+        match line {
+            None => Ok(None),
+            Some(name) => {
+                let spec: LineSpec = name
+                    .parse()
+                    .map_err(|e| Error::Invalid(format!("[lock] input line {name:?}: {e}")))?;
+                let input = GpiocdevInput::new(&spec, l.inputs_active_low, pull)
+                    .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
+                Ok(Some(Box::new(input)))
+            }
+        }
+    };
+    Ok(DoorInputs {
+        door_contact: open(&l.door_contact)?,
+        exit_button: open(&l.exit_button)?,
+    })
+}
+
 /// The camera opener the configuration asks for.
 pub fn camera_opener(cfg: &Config) -> Opener {
     let c = cfg.camera.clone();
@@ -202,10 +232,20 @@ pub fn enrol_from_config(cfg: &Config, models: &std::sync::Arc<FaceModels>) -> R
 impl Daemon {
     /// Builds the daemon from its parts (tests inject a simulated lock and a failing camera).
     pub fn new(cfg: Config, lock: Box<dyn LockOutput>, camera: Opener) -> Result<Daemon> {
+        Daemon::with_inputs(cfg, lock, DoorInputs::default(), camera)
+    }
+
+    /// Like [`new`](Self::new), with a door contact and/or exit button.
+    pub fn with_inputs(
+        cfg: Config,
+        lock: Box<dyn LockOutput>,
+        inputs: DoorInputs,
+        camera: Opener,
+    ) -> Result<Daemon> {
         let models = FaceModels::load(&cfg.model_options())?;
         let gallery = enrol_from_config(&cfg, &models)?;
         let engine = models.engine()?;
-        let door = DoorController::start(lock, door_config(&cfg))
+        let door = DoorController::start_with_inputs(lock, door_config(&cfg), inputs)
             .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
         install_panic_guard(&door);
         let audit =
@@ -234,8 +274,9 @@ impl Daemon {
     /// Builds the daemon with the lock and camera the configuration names.
     pub fn from_config(cfg: Config) -> Result<Daemon> {
         let lock = lock_output(&cfg)?;
+        let inputs = door_inputs(&cfg)?;
         let opener = camera_opener(&cfg);
-        Daemon::new(cfg, lock, opener)
+        Daemon::with_inputs(cfg, lock, inputs, opener)
     }
 
     pub fn set_liveness(&mut self, check: Box<dyn LivenessCheck>) {

@@ -352,3 +352,34 @@ fn bad_config_values_give_errors_that_name_the_key_and_the_fix() {
         Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).unwrap();
     }
 }
+
+#[test]
+fn the_exit_button_opens_the_door_and_is_audited() {
+    use facegate::door::controller::DoorInputs;
+    use facegate::door::sim::SimulatedInput;
+    let dir = tempfile::tempdir().unwrap();
+    // nobody in the recording is enrolled: only the button can open the door
+    let cfg = config(dir.path(), &[("lacamoire", "alex-lacamoire.png")], "");
+    let log = TransitionLog::new();
+    let out = SimulatedOutput::with_log("test relay", log.clone());
+    let (button, handle) = SimulatedInput::new("exit button");
+    let inputs = DoorInputs {
+        door_contact: None,
+        exit_button: Some(Box::new(button)),
+    };
+    let opener = Box::new(|| Ok(Box::new(ThenIdle(clip())) as Box<dyn FrameSource>));
+    let mut daemon = Daemon::with_inputs(cfg, Box::new(out), inputs, opener).unwrap();
+    let presser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        handle.press(Duration::from_millis(150));
+    });
+    let l = log.clone();
+    let summary = run_until(&mut daemon, move || {
+        l.energised_periods().len() == 1 && l.energised() == Some(false)
+    });
+    presser.join().unwrap();
+    assert!(summary.unlocks.is_empty(), "no face unlock: {summary:?}");
+    assert_eq!(log.energised_periods().len(), 1);
+    let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(text.contains("ExitRequest"), "{text}");
+}
