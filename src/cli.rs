@@ -53,6 +53,9 @@ pub struct ModelArgs {
     /// Average the embeddings of each face and its mirror image (twice the encoder time)
     #[arg(long, global = true)]
     pub flip: bool,
+    /// Re-detect faces that are small in the image on a crop around them (tighter boxes)
+    #[arg(long, global = true)]
+    pub refine: bool,
 }
 
 impl ModelArgs {
@@ -62,6 +65,7 @@ impl ModelArgs {
             detector: self.detector.clone(),
             encoder: self.encoder.clone(),
             flip_average: self.flip,
+            refine_small: self.refine,
         }
     }
 }
@@ -101,6 +105,15 @@ pub enum Command {
     /// Audit log tools
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Signed enrollment bundles (admin side): keygen, sign, check
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// The encrypted staff store: list, remove
+    #[command(subcommand)]
+    Staff(StaffCommand),
+    /// Import a signed bundle into the store without the daemon
+    #[command(subcommand)]
+    Enroll(EnrollCommand),
     /// Per-stage timings of the door pipeline on real images
     Bench {
         /// Photos to turn into camera frames [default: tests/fixtures/faces/*]
@@ -117,6 +130,68 @@ pub enum Command {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BundleCommand {
+    /// Make an admin signing key pair: DIR/facegate.key (0600) and DIR/facegate.pub
+    Keygen {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Fill the photo hashes in DIR/manifest.toml and write DIR/manifest.sig
+    Sign {
+        dir: PathBuf,
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+    },
+    /// Run every check the door runs on the bundle in DIR; exit 0 ok, 1 rejected, 2 error
+    Check {
+        dir: PathBuf,
+        /// Admin public key (a .pub file or the base64 line); repeatable
+        #[arg(long, required = true, value_name = "KEY")]
+        pubkey: Vec<String>,
+        /// The door's site name (checked against the manifest's site)
+        #[arg(long)]
+        site: Option<String>,
+        /// The bundle version the door holds (the bundle must be newer)
+        #[arg(long, default_value_t = 0)]
+        current_version: u64,
+        /// Also run face detection on every photo (exactly one usable face each)
+        #[arg(long)]
+        faces: bool,
+        /// Print enrollment time per photo (implies --faces)
+        #[arg(long)]
+        timing: bool,
+        /// Smallest eye distance in pixels for an enrollment photo
+        #[arg(long, default_value_t = crate::enroll::import::MIN_EYE_DISTANCE_PX)]
+        min_eye_px: f32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StaffCommand {
+    /// List the people in the encrypted store
+    List {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Delete a person's templates: rewrites the store without them (audited)
+    Remove {
+        id: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnrollCommand {
+    /// Import a signed bundle once into the configured store (stop the daemon first)
+    Import {
+        dir: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
 }
 
@@ -195,6 +270,39 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Eval(args) => run_eval(&opts, args),
         Command::Run { config } => run_daemon(&config),
         Command::Audit(AuditCommand::Verify { log }) => audit_verify(&log),
+        Command::Bundle(BundleCommand::Keygen { out }) => crate::enroll::commands::keygen(&out),
+        Command::Bundle(BundleCommand::Sign { dir, key }) => {
+            crate::enroll::commands::sign(&dir, &key)
+        }
+        Command::Bundle(BundleCommand::Check {
+            dir,
+            pubkey,
+            site,
+            current_version,
+            faces,
+            timing,
+            min_eye_px,
+        }) => crate::enroll::commands::check(
+            &dir,
+            &opts,
+            &crate::enroll::commands::CheckOptions {
+                pubkeys: &pubkey,
+                site,
+                current_version,
+                faces: faces || timing,
+                timing,
+                min_eye_distance_px: min_eye_px,
+            },
+        ),
+        Command::Staff(StaffCommand::List { config }) => {
+            crate::enroll::commands::staff_list(&config)
+        }
+        Command::Staff(StaffCommand::Remove { id, config }) => {
+            crate::enroll::commands::staff_remove(&config, &id)
+        }
+        Command::Enroll(EnrollCommand::Import { dir, config }) => {
+            crate::enroll::commands::import(&config, &dir)
+        }
         Command::Bench {
             images,
             runs,

@@ -104,6 +104,46 @@ pub struct GalleryConfig {
     /// Or list people here, each with photos and optional access rules.
     #[serde(default, rename = "person")]
     pub people: Vec<PersonConfig>,
+    /// Encrypted gallery store written by signed-bundle imports (`facegate::enroll`).
+    pub store: Option<PathBuf>,
+    /// Device key for the store (32 bytes, created 0600 on first start)
+    /// [default: device.key beside the store].
+    pub key_file: Option<PathBuf>,
+    /// Pinned admin public keys (minisign base64 lines); no default: empty refuses every bundle.
+    #[serde(default)]
+    pub admin_keys: Vec<String>,
+    /// The names this door answers to in a bundle's `site`.
+    pub site: Option<String>,
+    pub device_id: Option<String>,
+    /// Mount-point patterns polled for a `facegate/` bundle (`*` = one path component).
+    #[serde(default)]
+    pub watch: Vec<String>,
+    #[serde(default = "default_poll_s")]
+    pub poll_s: f64,
+    /// Write `facegate-report.txt` to the stick after an import or rejection (if writable).
+    #[serde(default)]
+    pub write_report: bool,
+}
+
+impl GalleryConfig {
+    /// The store's key file (explicit or `device.key` beside the store).
+    pub fn key_path(&self) -> Option<PathBuf> {
+        let store = self.store.as_ref()?;
+        Some(
+            self.key_file
+                .clone()
+                .unwrap_or_else(|| store.parent().unwrap_or(Path::new(".")).join("device.key")),
+        )
+    }
+
+    /// The names a bundle's `site` may carry for this door.
+    pub fn sites(&self) -> Vec<String> {
+        self.site.iter().chain(&self.device_id).cloned().collect()
+    }
+}
+
+fn default_poll_s() -> f64 {
+    2.0
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,6 +386,12 @@ impl Config {
         for person in &mut cfg.gallery.people {
             person.photos.iter_mut().for_each(rebase);
         }
+        if let Some(p) = cfg.gallery.store.as_mut() {
+            rebase(p)
+        }
+        if let Some(p) = cfg.gallery.key_file.as_mut() {
+            rebase(p)
+        }
         rebase(&mut cfg.audit.path);
         cfg.validate(path)?;
         Ok(cfg)
@@ -456,14 +502,19 @@ impl Config {
                 ),
             ));
         }
-        if self.gallery.photos_dir.is_none() && self.gallery.people.is_empty() {
+        if self.gallery.photos_dir.is_none()
+            && self.gallery.people.is_empty()
+            && self.gallery.store.is_none()
+        {
             return Err(invalid(
                 path,
                 "gallery",
                 "nobody is enrolled: set photos_dir = \"DIR\" (one subdirectory of photos per \
-                 person) or add [[gallery.person]] entries",
+                 person), add [[gallery.person]] entries, or set store = \"FILE\" with admin_keys \
+                 for signed USB bundles",
             ));
         }
+        self.validate_enroll(path)?;
         for p in &self.gallery.people {
             if p.id.is_empty() || p.photos.is_empty() {
                 return Err(invalid(
@@ -472,6 +523,33 @@ impl Config {
                     format!("person {:?} needs an id and at least one photo", p.id),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_enroll(&self, path: &Path) -> Result<()> {
+        let g = &self.gallery;
+        for k in &g.admin_keys {
+            crate::enroll::AdminKey::parse(k)
+                .map_err(|e| invalid(path, "gallery", format!("admin_keys: {e}")))?;
+        }
+        if !g.admin_keys.is_empty() || !g.watch.is_empty() {
+            if g.store.is_none() {
+                return Err(invalid(path, "gallery", "admin_keys/watch need store = \"FILE\" (the encrypted gallery, e.g. /var/lib/facegate/gallery.store)"));
+            }
+            if g.sites().is_empty() {
+                return Err(invalid(path, "gallery", "admin_keys/watch need site = \"NAME\" (or device_id): bundles name the door they are for"));
+            }
+        }
+        if !g.watch.is_empty() && g.admin_keys.is_empty() {
+            return Err(invalid(path, "gallery", "watch is set but admin_keys is empty: every bundle would be refused; pin the public key printed by `facegate bundle keygen`"));
+        }
+        if !(g.poll_s.is_finite() && g.poll_s >= 0.1 && g.poll_s <= 3600.0) {
+            return Err(invalid(
+                path,
+                "gallery",
+                format!("poll_s = {} must be between 0.1 and 3600", g.poll_s),
+            ));
         }
         Ok(())
     }
@@ -486,6 +564,7 @@ impl Config {
             detector: self.models.detector.clone(),
             encoder: self.models.encoder.clone(),
             flip_average: self.models.flip_average,
+            refine_small: false,
         }
     }
 

@@ -72,6 +72,7 @@
 //! old copies unreadable: crypto-erasure.
 
 pub mod bundle;
+pub mod commands;
 pub mod import;
 pub mod sign;
 pub mod store;

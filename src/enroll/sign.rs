@@ -258,7 +258,9 @@ mod tests {
         let sk2 = SecretKey::from_file(&p).unwrap();
         let sig = sk2.sign(b"hello", "manifest.toml");
         assert_eq!(
-            verify(b"hello", &sig, std::slice::from_ref(&pk)).unwrap().key_id,
+            verify(b"hello", &sig, std::slice::from_ref(&pk))
+                .unwrap()
+                .key_id,
             pk.key_id
         );
         assert!(matches!(

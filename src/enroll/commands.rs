@@ -1,0 +1,300 @@
+//! The command-line side of enrollment: `facegate bundle keygen|sign|check`,
+//! `facegate staff list|remove` and `facegate enroll import` (see [`crate::cli`]).
+
+use super::bundle::{self, MANIFEST};
+use super::import::{import_bundle, report_text, verify_bundle, write_report, ImportPolicy};
+use super::sign::{AdminKey, SecretKey};
+use super::store::Store;
+use super::EnrollError;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::face::{FaceModels, ModelOptions};
+use serde_json::json;
+use std::path::Path;
+
+/// `facegate bundle keygen --out DIR`: writes `facegate.key` (0600) and `facegate.pub`.
+pub fn keygen(out: &Path) -> Result<u8> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let (skp, pkp) = (out.join("facegate.key"), out.join("facegate.pub"));
+    if skp.exists() {
+        return Err(Error::Invalid(format!(
+            "{} already exists; refusing to overwrite a signing key (move it aside first)",
+            skp.display()
+        )));
+    }
+    let sk = SecretKey::generate()?;
+    let pk = sk.public();
+    crate::fsutil::write_atomic(&skp, sk.to_file_text().as_bytes(), 0o600)?;
+    let pub_text = format!(
+        "untrusted comment: facegate public key {}\n{}\n",
+        pk.id_hex(),
+        pk.base64
+    );
+    crate::fsutil::write_atomic(&pkp, pub_text.as_bytes(), 0o644)?;
+    println!(
+        "secret key: {} (0600; keep it off the door)\npublic key: {} (key id {})\n\n\
+         Pin it in the door's config:\n  [gallery]\n  admin_keys = [\"{}\"]",
+        skp.display(),
+        pkp.display(),
+        pk.id_hex(),
+        pk.base64
+    );
+    Ok(0)
+}
+
+/// `facegate bundle sign DIR --key KEY`.
+pub fn sign(dir: &Path, key: &Path) -> Result<u8> {
+    let sk = SecretKey::from_file(key)?;
+    let m = bundle::sign_bundle(dir, &sk)?;
+    println!(
+        "signed {} with key {}: version {}, site {:?}, {} people ({} photos), {} removals",
+        dir.join(MANIFEST).display(),
+        super::sign::key_id_hex(&sk.key_id),
+        m.version,
+        m.site,
+        m.people.len(),
+        m.num_photos(),
+        m.remove.len()
+    );
+    Ok(0)
+}
+
+/// Options of `facegate bundle check`.
+pub struct CheckOptions<'a> {
+    pub pubkeys: &'a [String],
+    pub site: Option<String>,
+    pub current_version: u64,
+    pub faces: bool,
+    pub timing: bool,
+    pub min_eye_distance_px: f32,
+}
+
+/// `facegate bundle check DIR --pubkey KEY [--faces]`: everything the door checks.
+pub fn check(dir: &Path, models: &ModelOptions, o: &CheckOptions) -> Result<u8> {
+    let admin_keys = o
+        .pubkeys
+        .iter()
+        .map(|k| AdminKey::from_arg(k))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let policy = ImportPolicy {
+        admin_keys,
+        sites: o.site.iter().cloned().collect(),
+        min_eye_distance_px: o.min_eye_distance_px,
+    };
+    let mut engine = if o.faces {
+        Some(FaceModels::load(models)?.engine()?)
+    } else {
+        None
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} photos {elapsed} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let t0 = std::time::Instant::now();
+    let result = verify_bundle(
+        dir,
+        &policy,
+        o.current_version,
+        engine.as_mut(),
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    );
+    bar.finish_and_clear();
+    match result {
+        Ok(v) => {
+            println!(
+                "OK: {} version {} for site {:?}, signed by {}: {} people, {} photos, {} removals{}",
+                dir.display(),
+                v.manifest.version,
+                v.manifest.site,
+                v.key_id,
+                v.manifest.people.len(),
+                v.manifest.num_photos(),
+                v.manifest.remove.len(),
+                if o.faces {
+                    ", one usable face in every photo"
+                } else {
+                    " (faces not checked: add --faces)"
+                }
+            );
+            if o.timing && !v.photo_times.is_empty() {
+                let mut ms: Vec<f64> = v
+                    .photo_times
+                    .iter()
+                    .map(|d| d.as_secs_f64() * 1e3)
+                    .collect();
+                ms.sort_by(f64::total_cmp);
+                println!(
+                    "timing: {} photos in {:.2} s; per photo median {:.1} ms, max {:.1} ms",
+                    ms.len(),
+                    t0.elapsed().as_secs_f64(),
+                    ms[ms.len() / 2],
+                    ms[ms.len() - 1]
+                );
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            println!("REJECTED: {e}");
+            Ok(crate::cli::EXIT_NO)
+        }
+    }
+}
+
+fn store_of(cfg: &Config) -> Result<Store> {
+    let (Some(store), Some(key)) = (&cfg.gallery.store, cfg.gallery.key_path()) else {
+        return Err(Error::Invalid(
+            "[gallery] store is not set in this config: there is no enrolled store".into(),
+        ));
+    };
+    Ok(Store::open(store, &key)?)
+}
+
+fn audit(cfg: &Config, event: &str, fields: serde_json::Value) -> Result<()> {
+    let mut log = crate::audit::AuditLog::open(&cfg.audit.path)
+        .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
+    log.append(event, fields)
+        .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
+    Ok(())
+}
+
+/// `facegate staff list --config FILE`.
+pub fn staff_list(config: &Path) -> Result<u8> {
+    let cfg = Config::load(config)?;
+    let store = store_of(&cfg)?;
+    let Some(data) = store.load_any()? else {
+        println!(
+            "{}: no store yet (nobody enrolled by bundle)",
+            store.path.display()
+        );
+        return Ok(0);
+    };
+    println!(
+        "{}: bundle version {}, signed by {}, encoder {}, updated {}",
+        store.path.display(),
+        data.bundle_version,
+        if data.signed_by.is_empty() {
+            "-"
+        } else {
+            &data.signed_by
+        },
+        &data.encoder_sha256[..data.encoder_sha256.len().min(12)],
+        data.updated
+    );
+    for p in &data.people {
+        let a = &p.access;
+        println!(
+            "  {:<20} {:<30} {} template(s){}{}{}",
+            p.id,
+            p.name,
+            p.embeddings.len(),
+            a.not_before
+                .map(|t| format!(", from {t}"))
+                .unwrap_or_default(),
+            a.not_after
+                .map(|t| format!(", until {t}"))
+                .unwrap_or_default(),
+            if a.schedule.is_empty() {
+                ""
+            } else {
+                ", scheduled"
+            }
+        );
+    }
+    Ok(0)
+}
+
+/// `facegate staff remove ID --config FILE`: rewrites the store without the person.
+pub fn staff_remove(config: &Path, id: &str) -> Result<u8> {
+    let cfg = Config::load(config)?;
+    let store = store_of(&cfg)?;
+    match store.remove(id) {
+        Ok(data) => {
+            audit(
+                &cfg,
+                "enroll_remove",
+                json!({"person": id, "people": data.people.len(), "via": "staff remove"}),
+            )?;
+            println!(
+                "removed {id:?}: {} rewritten ({} people left). Restart the daemon to drop it from memory.",
+                store.path.display(),
+                data.people.len()
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            if !matches!(e, EnrollError::NotEnrolled { .. }) {
+                let _ = audit(
+                    &cfg,
+                    "enroll_remove_failed",
+                    json!({"person": id, "error": e.to_string()}),
+                );
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// `facegate enroll import DIR --config FILE`: a one-off import (the daemon stopped).
+pub fn import(config: &Path, dir: &Path) -> Result<u8> {
+    let cfg = Config::load(config)?;
+    let store = store_of(&cfg)?;
+    let policy = policy_of(&cfg)?;
+    let models = FaceModels::load(&cfg.model_options())?;
+    let mut engine = models.engine()?;
+    let bar = indicatif::ProgressBar::new(0);
+    let result = import_bundle(dir, &policy, &store, &mut engine, &mut |d, t| {
+        bar.set_length(t as u64);
+        bar.set_position(d as u64);
+    });
+    bar.finish_and_clear();
+    if cfg.gallery.write_report {
+        write_report(dir, &report_text(dir, &result));
+    }
+    match result {
+        Ok(o) => {
+            audit(
+                &cfg,
+                "enroll_import",
+                json!({"bundle": dir, "version": o.version, "key": o.key_id, "enrolled": o.enrolled, "removed": o.removed, "photos": o.photos, "via": "enroll import"}),
+            )?;
+            println!(
+                "imported version {}: {} enrolled, {} removed, {} photos in {:.1} s",
+                o.version,
+                o.enrolled.len(),
+                o.removed.len(),
+                o.photos,
+                o.elapsed.as_secs_f64()
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            audit(
+                &cfg,
+                "enroll_rejected",
+                json!({"bundle": dir, "kind": e.kind(), "error": e.to_string().chars().take(1000).collect::<String>()}),
+            )?;
+            println!("REJECTED (store unchanged): {e}");
+            Ok(crate::cli::EXIT_NO)
+        }
+    }
+}
+
+/// The import policy a configuration pins.
+pub fn policy_of(cfg: &Config) -> Result<ImportPolicy> {
+    Ok(ImportPolicy {
+        admin_keys: cfg
+            .gallery
+            .admin_keys
+            .iter()
+            .map(|k| AdminKey::parse(k))
+            .collect::<std::result::Result<Vec<_>, _>>()?,
+        sites: cfg.gallery.sites(),
+        min_eye_distance_px: cfg.policy.min_eye_distance_px,
+    })
+}
