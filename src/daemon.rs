@@ -88,6 +88,8 @@ pub struct Daemon {
     audit: AuditLog,
     camera: Supervisor,
     liveness: Box<dyn LivenessCheck>,
+    /// USB enrollment watcher (`[gallery] watch`); imports run in its thread.
+    enroll: Option<crate::enroll::watch::WatchHandle>,
 }
 
 fn door_config(cfg: &Config) -> DoorConfig {
@@ -244,6 +246,7 @@ impl Daemon {
     ) -> Result<Daemon> {
         let models = FaceModels::load(&cfg.model_options())?;
         let gallery = enrol_from_config(&cfg, &models)?;
+        let (gallery, enroll) = crate::enroll::watch::start_for_daemon(&cfg, &models, gallery)?;
         let engine = models.engine()?;
         let door = DoorController::start_with_inputs(lock, door_config(&cfg), inputs)
             .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
@@ -268,6 +271,7 @@ impl Daemon {
             audit,
             camera,
             liveness: Box::new(NoLiveness),
+            enroll,
         })
     }
 
@@ -289,6 +293,24 @@ impl Daemon {
 
     pub fn door(&self) -> &DoorController {
         &self.door
+    }
+
+    /// Swaps in the gallery of a finished USB import and audits imports and rejections
+    /// (never blocks: the import itself runs in the watcher thread).
+    fn poll_enroll(&mut self) {
+        let events = match &self.enroll {
+            Some(w) => w.poll(),
+            None => return,
+        };
+        for ev in events {
+            let (name, fields) = ev.audit();
+            let fields = fields.clone();
+            self.audit(name, fields);
+            if let crate::enroll::watch::WatchEvent::Imported { gallery, .. } = ev {
+                log::info!("gallery swapped: {} people enrolled", gallery.len());
+                self.gallery = gallery;
+            }
+        }
     }
 
     fn audit(&mut self, event: &str, fields: serde_json::Value) {
@@ -352,6 +374,7 @@ impl Daemon {
                 }
                 CameraEvent::Finished => break,
             }
+            self.poll_enroll();
             for ev in self.door.drain_events() {
                 self.audit("door", json!({ "event": format!("{:?}", ev.kind) }));
             }

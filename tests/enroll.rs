@@ -616,7 +616,6 @@ fn timing_per_photo_and_100_people_bundle() {
         "obama1.jpg",
         "obama2.jpg",
         "obama3.jpg",
-        "obama4.jpg",
         "biden1.jpg",
         "biden2.jpg",
         "alex-lacamoire.png",

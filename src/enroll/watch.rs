@@ -178,3 +178,46 @@ pub fn spawn(
         thread: Some(thread),
     })
 }
+
+/// The daemon's start: lays the encrypted store (if `[gallery] store` is set) over the people
+/// enrolled from the config, and starts the USB watcher (if `[gallery] watch` is set).
+/// A store that cannot be read or was made with another encoder stops the start.
+pub fn start_for_daemon(
+    cfg: &crate::config::Config,
+    models: &Arc<FaceModels>,
+    base: Gallery,
+) -> Result<(Gallery, Option<WatchHandle>), EnrollError> {
+    let g = &cfg.gallery;
+    let (Some(store_path), Some(key_path)) = (&g.store, g.key_path()) else {
+        return Ok((base, None));
+    };
+    let store = Store::open(store_path, &key_path)?;
+    let data = store.load(&models.encoder.sha256)?;
+    log::info!(
+        "gallery store {}: bundle version {}, {} people",
+        store_path.display(),
+        data.bundle_version,
+        data.people.len()
+    );
+    let gallery = merged(base.people(), &data.people);
+    if g.watch.is_empty() {
+        return Ok((gallery, None));
+    }
+    let handle = spawn(
+        models.clone(),
+        store,
+        WatchConfig {
+            patterns: g.watch.clone(),
+            poll: Duration::from_secs_f64(g.poll_s),
+            write_report: g.write_report,
+            policy: super::commands::policy_of(cfg).map_err(|e| EnrollError::Key(e.to_string()))?,
+            base: base.people().to_vec(),
+        },
+    )?;
+    log::info!(
+        "watching {:?} for signed enrollment bundles every {} s",
+        g.watch,
+        g.poll_s
+    );
+    Ok((gallery, Some(handle)))
+}
