@@ -673,3 +673,88 @@ fn timing_per_photo_and_100_people_bundle() {
         out.photos,
     );
 }
+
+#[test]
+fn watcher_imports_a_new_bundle_once_and_reports_rejections() {
+    use facegate::enroll::watch::{spawn, WatchConfig, WatchEvent};
+    let env = env();
+    env.signed(&one(&env, "a.jpg", "obama1.jpg"));
+    let store = Store::open(&env.store.path, &env.root.join("door/device.key")).expect("store");
+    let handle = spawn(
+        common::models(),
+        store,
+        WatchConfig {
+            patterns: vec![format!("{}/*/facegate", env.root.display())],
+            poll: std::time::Duration::from_millis(100),
+            write_report: true,
+            policy: env.policy.clone(),
+            base: Vec::new(),
+        },
+    )
+    .expect("spawn");
+    let wait = |n: usize| {
+        let t0 = Instant::now();
+        let mut evs = Vec::new();
+        while evs.len() < n && t0.elapsed() < std::time::Duration::from_secs(60) {
+            evs.extend(handle.poll());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        evs
+    };
+    let evs = wait(1);
+    match &evs[..] {
+        [WatchEvent::Imported { gallery, audit }] => {
+            assert!(gallery.get("alice").is_some() && gallery.get("old").is_some());
+            assert_eq!(audit["version"], 2);
+        }
+        other => panic!("expected one import, got {other:?}"),
+    }
+    // The same bundle is not imported again.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(handle.poll().is_empty());
+    let report =
+        std::fs::read_to_string(env.root.join("stick/facegate-report.txt")).expect("report");
+    assert!(report.contains("imported"), "{report}");
+    // A second stick with a bundle signed by an unknown key: rejected, store unchanged.
+    let before = env.store_bytes();
+    let other_dir = env.root.join("stick2/facegate");
+    std::fs::create_dir_all(&other_dir).expect("mkdir");
+    let text = manifest(3, SITE, &[]);
+    std::fs::write(other_dir.join("manifest.toml"), &text).expect("write");
+    let other = SecretKey::generate().expect("keygen");
+    std::fs::write(
+        other_dir.join("manifest.sig"),
+        other.sign(text.as_bytes(), "manifest.toml"),
+    )
+    .expect("write");
+    let evs = wait(1);
+    match &evs[..] {
+        [WatchEvent::Rejected { audit }] => assert_eq!(audit["kind"], "key_not_pinned"),
+        other => panic!("expected one rejection, got {other:?}"),
+    }
+    assert_eq!(env.store_bytes(), before);
+}
+
+#[test]
+fn config_keys_for_signed_enrollment() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key = SecretKey::generate().expect("keygen").public().base64;
+    let base = "[camera]\nsource = \"replay\"\nreplay_dir = \"frames\"\n[lock]\nbackend = \"simulated\"\nsafe_state = \"locked\"\n[audit]\npath = \"audit.jsonl\"\n[gallery]\nstore = \"gallery.store\"\n";
+    let load = |extra: &str| {
+        let p = tmp.path().join("c.toml");
+        std::fs::write(&p, format!("{base}{extra}")).expect("write");
+        facegate::config::Config::load(&p)
+    };
+    let cfg = load(&format!(
+        "admin_keys = [\"{key}\"]\nsite = \"hq-front\"\nwatch = [\"/media/*/facegate\"]\npoll_s = 1.5\nwrite_report = true\n"
+    ))
+    .expect("valid");
+    assert_eq!(cfg.gallery.key_path(), Some(tmp.path().join("device.key")));
+    assert_eq!(cfg.gallery.sites(), ["hq-front"]);
+    let e = load(&format!("admin_keys = [\"{key}\"]\n")).expect_err("no site");
+    assert!(e.to_string().contains("site"), "{e}");
+    let e = load("admin_keys = [\"nonsense\"]\nsite = \"x\"\n").expect_err("bad key");
+    assert!(e.to_string().contains("admin_keys"), "{e}");
+    let e = load("site = \"x\"\nwatch = [\"/media/*/facegate\"]\n").expect_err("no keys");
+    assert!(e.to_string().contains("admin_keys is empty"), "{e}");
+}
