@@ -584,19 +584,18 @@ fn power_loss_between_write_and_rename_keeps_the_old_store() {
         .load(&common::models().encoder.sha256)
         .expect("old store loads");
     assert_eq!(data.bundle_version, 1);
-    // 2. The write fails before the rename (directory read-only): the old store stays.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o500)).expect("chmod");
-        let r = env.store.save(&next);
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        // (root ignores directory permissions; then the save succeeds and that is fine too)
-        if r.is_err() {
-            assert_eq!(env.store_bytes(), before);
-            assert_eq!(env.store.load_any().unwrap().unwrap().bundle_version, 1);
-        }
-    }
+    // 2. The write fails before the rename (here: the temp file cannot be created because a
+    //    directory sits at its name, which fails even for root): the old store stays.
+    let tmp = dir.join(format!(".gallery.store.tmp-{}", std::process::id()));
+    std::fs::create_dir(&tmp).expect("mkdir");
+    let err = env.store.save(&next).expect_err("the write must fail");
+    assert!(err.to_string().contains("gallery.store"), "{err}");
+    std::fs::remove_dir(&tmp).expect("rmdir");
+    assert_eq!(env.store_bytes(), before);
+    assert_eq!(env.store.load_any().unwrap().unwrap().bundle_version, 1);
+    // 3. The next write succeeds and replaces the store as a whole.
+    env.store.save(&next).expect("save");
+    assert_eq!(env.store.load_any().unwrap().unwrap().bundle_version, 9);
 }
 
 #[test]
@@ -757,4 +756,72 @@ fn config_keys_for_signed_enrollment() {
     assert!(e.to_string().contains("admin_keys"), "{e}");
     let e = load("site = \"x\"\nwatch = [\"/media/*/facegate\"]\n").expect_err("no keys");
     assert!(e.to_string().contains("admin_keys is empty"), "{e}");
+}
+
+/// A camera that shows nothing (the loop keeps turning while the watcher imports).
+struct Idle;
+
+impl facegate::camera::FrameSource for Idle {
+    fn next_frame(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<facegate::camera::Frame>, facegate::camera::CameraError> {
+        std::thread::sleep(timeout.min(std::time::Duration::from_millis(20)));
+        Ok(None)
+    }
+    fn describe(&self) -> String {
+        "idle".into()
+    }
+}
+
+#[test]
+fn daemon_loads_the_store_imports_from_the_stick_and_swaps_the_gallery() {
+    let env = env();
+    env.signed(&one(&env, "a.jpg", "obama1.jpg"));
+    let key = env.key.public().base64;
+    let cfg_path = env.root.join("facegate.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[camera]\nsource = \"replay\"\nreplay_dir = \"frames\"\nstall_timeout_s = 600\n\
+             [lock]\nbackend = \"simulated\"\nsafe_state = \"locked\"\n\
+             [audit]\npath = \"audit.jsonl\"\n[daemon]\nwatchdog = false\n\
+             [gallery]\nstore = \"door/gallery.store\"\nkey_file = \"door/device.key\"\n\
+             admin_keys = [\"{key}\"]\nsite = \"{SITE}\"\nwatch = [\"{}/*/facegate\"]\npoll_s = 0.2\n",
+            env.root.display()
+        ),
+    )
+    .expect("config");
+    let cfg = facegate::config::Config::load(&cfg_path).expect("config loads");
+    let opener: facegate::camera::supervisor::Opener =
+        Box::new(|| Ok(Box::new(Idle) as Box<dyn facegate::camera::FrameSource>));
+    let mut daemon = facegate::daemon::Daemon::new(
+        cfg,
+        Box::new(facegate::door::sim::SimulatedOutput::new("relay")),
+        opener,
+    )
+    .expect("daemon starts");
+    assert_eq!(daemon.gallery().len(), 1, "the store's person is loaded");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let audit = env.root.join("audit.jsonl");
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while t0.elapsed() < std::time::Duration::from_secs(60) {
+                let log = std::fs::read_to_string(&audit).unwrap_or_default();
+                if log.contains("\"enroll_import\"") {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    daemon.run(&stop).expect("run");
+    watcher.join().expect("join");
+    assert!(daemon.gallery().get("alice").is_some(), "gallery swapped");
+    assert!(daemon.gallery().get("old").is_some());
+    let report = facegate::audit::verify(env.root.join("audit.jsonl")).expect("verify");
+    assert!(report.is_intact());
 }
