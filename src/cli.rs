@@ -53,9 +53,9 @@ pub struct ModelArgs {
     /// Average the embeddings of each face and its mirror image (twice the encoder time)
     #[arg(long, global = true)]
     pub flip: bool,
-    /// Re-detect faces that are small in the image on a crop around them (tighter boxes)
+    /// Do not re-detect small faces on a crop around them (faster, less accurate on small faces)
     #[arg(long, global = true)]
-    pub refine: bool,
+    pub no_refine: bool,
 }
 
 impl ModelArgs {
@@ -65,7 +65,7 @@ impl ModelArgs {
             detector: self.detector.clone(),
             encoder: self.encoder.clone(),
             flip_average: self.flip,
-            refine_small: self.refine,
+            refine_small: !self.no_refine,
         }
     }
 }

@@ -82,6 +82,9 @@ pub struct ModelsConfig {
     pub detector: String,
     #[serde(default)]
     pub flip_average: bool,
+    /// Re-detect a face that is small in the frame on a crop around it before landmarking.
+    #[serde(default = "yes")]
+    pub refine_small: bool,
 }
 
 impl Default for ModelsConfig {
@@ -91,6 +94,7 @@ impl Default for ModelsConfig {
             encoder: default_encoder(),
             detector: default_detector(),
             flip_average: false,
+            refine_small: true,
         }
     }
 }
@@ -564,7 +568,7 @@ impl Config {
             detector: self.models.detector.clone(),
             encoder: self.models.encoder.clone(),
             flip_average: self.models.flip_average,
-            refine_small: false,
+            refine_small: self.models.refine_small,
         }
     }
 

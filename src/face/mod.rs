@@ -39,6 +39,9 @@ pub struct ModelOptions {
     pub encoder: String,
     /// Average the embeddings of the chip and its mirror image (doubles encoder time).
     pub flip_average: bool,
+    /// Re-detect each face that is small in the frame on a square crop around it (2.2x its
+    /// box), where BlazeFace sees it large: a tighter box for the landmark model.
+    pub refine_small: bool,
 }
 
 impl Default for ModelOptions {
@@ -48,6 +51,7 @@ impl Default for ModelOptions {
             detector: "auto".into(),
             encoder: "quantized".into(),
             flip_average: false,
+            refine_small: true,
         }
     }
 }
@@ -126,6 +130,7 @@ impl FaceModels {
             models: self.clone(),
             aligner: Aligner::default(),
             chip: RgbImage::new(1, 1),
+            crop: RgbImage::new(1, 1),
         })
     }
 }
@@ -152,6 +157,7 @@ pub struct FaceEngine {
     encoder: Encoder,
     aligner: Aligner,
     chip: RgbImage,
+    crop: RgbImage,
 }
 
 impl FaceEngine {
@@ -161,10 +167,72 @@ impl FaceEngine {
 
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>> {
         let found = self.detector.detect(img)?;
-        match &mut self.fallback {
-            Some(fallback) if found.is_empty() => fallback.detect(img),
-            _ => Ok(found),
+        let mut found = match &mut self.fallback {
+            Some(fallback) if found.is_empty() => fallback.detect(img)?,
+            _ => found,
+        };
+        if self.models.options.refine_small {
+            let side = img.width().max(img.height()) as f32;
+            for d in &mut found {
+                if d.width.max(d.height) < 0.4 * side {
+                    if let Some(r) = self.refine(img, d)? {
+                        *d = r;
+                    }
+                }
+            }
         }
+        Ok(found)
+    }
+
+    /// Runs the primary detector on a square crop 2.2x the box around `d`; returns the
+    /// detection nearest the crop's centre, in frame coordinates.
+    fn refine(&mut self, img: &RgbImage, d: &Detection) -> Result<Option<Detection>> {
+        let c = d.center();
+        let side = (2.2 * f64::from(d.width.max(d.height))).round().max(16.0) as u32;
+        let x0 = (c.x - f64::from(side) / 2.0).round() as i64;
+        let y0 = (c.y - f64::from(side) / 2.0).round() as i64;
+        let crop = &mut self.crop;
+        if crop.width() != side {
+            *crop = RgbImage::new(side, side);
+        }
+        for y in 0..side {
+            for x in 0..side {
+                let (sx, sy) = (x0 + i64::from(x), y0 + i64::from(y));
+                let p = if sx >= 0
+                    && sy >= 0
+                    && sx < i64::from(img.width())
+                    && sy < i64::from(img.height())
+                {
+                    *img.get_pixel(sx as u32, sy as u32)
+                } else {
+                    image::Rgb([0, 0, 0])
+                };
+                crop.put_pixel(x, y, p);
+            }
+        }
+        let half = side as f32 / 2.0;
+        let best = self
+            .detector
+            .detect(&self.crop)?
+            .into_iter()
+            .min_by(|a, b| {
+                let da =
+                    (a.x + a.width / 2.0 - half).powi(2) + (a.y + a.height / 2.0 - half).powi(2);
+                let db =
+                    (b.x + b.width / 2.0 - half).powi(2) + (b.y + b.height / 2.0 - half).powi(2);
+                da.total_cmp(&db)
+            });
+        Ok(best.map(|mut r| {
+            let (dx, dy) = (x0 as f32, y0 as f32);
+            r.x += dx;
+            r.y += dy;
+            for k in r.keypoints.iter_mut() {
+                k[0] += dx;
+                k[1] += dy;
+            }
+            r.score = d.score;
+            r
+        }))
     }
 
     /// Landmarks for a detection, rounded to pixels as dlib's pipeline does.
