@@ -118,6 +118,7 @@ impl Env {
         let before = self.store_bytes();
         let err = self.import().expect_err("hostile bundle must be refused");
         let msg = err.to_string();
+        eprintln!("refused ({}): {msg}", err.kind());
         for n in needles {
             assert!(msg.contains(n), "error {msg:?} does not name {n:?}");
         }
@@ -228,7 +229,7 @@ fn hostile_missing_signature() {
     let env = env();
     env.signed(&one(&env, "a.jpg", "obama1.jpg"));
     std::fs::remove_file(env.bundle.join("manifest.sig")).expect("rm");
-    env.refused(&["manifest.sig", "facegate bundle sign"]);
+    env.refused(&["manifest.sig is missing", "facegate bundle sign"]);
 }
 
 #[test]
@@ -448,6 +449,10 @@ fn hostile_decompression_bomb() {
     let p = env.bytes_photo("alice/bomb.png", &png);
     env.signed(&manifest(2, SITE, &[("alice", vec![p])]));
     let err = env.refused(&["alice", "alice/bomb.png"]);
+    assert!(
+        matches!(&err, EnrollError::Rejected(p) if p[0].kind == "too_large"),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("100000") || err.to_string().contains("limit"),
         "{err}"

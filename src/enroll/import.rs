@@ -67,10 +67,12 @@ pub fn verify_bundle(
             reason,
         })?;
     let sig_bytes = bundle::read_confined(&root, Path::new(SIGNATURE), MAX_SIG_BYTES).map_err(
-        |(_, reason)| {
-            EnrollError::Signature(format!(
-                "{SIGNATURE}: {reason}; sign the bundle with `facegate bundle sign DIR --key KEY`"
-            ))
+        |(kind, reason)| {
+            EnrollError::Signature(if kind == "missing" {
+                format!("{SIGNATURE} is missing: the bundle is unsigned; sign it with `facegate bundle sign DIR --key KEY`")
+            } else {
+                format!("{reason}; re-sign the bundle with `facegate bundle sign DIR --key KEY`")
+            })
         },
     )?;
     let sig_text = String::from_utf8(sig_bytes).map_err(|_| {
@@ -166,7 +168,9 @@ pub fn verify_bundle(
         let img = match crate::imageio::decode_rgb(&bytes, Path::new(&file)) {
             Ok(i) => i,
             Err(e) => {
-                let kind = if matches!(e, crate::Error::ImageTooLarge { .. }) {
+                let kind = if matches!(e, crate::Error::ImageTooLarge { .. })
+                    || matches!(&e, crate::Error::CorruptImage { reason, .. } if reason.contains("limits"))
+                {
                     "too_large"
                 } else {
                     "image"
