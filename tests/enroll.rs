@@ -830,3 +830,31 @@ fn daemon_loads_the_store_imports_from_the_stick_and_swaps_the_gallery() {
     let report = facegate::audit::verify(env.root.join("audit.jsonl")).expect("verify");
     assert!(report.is_intact());
 }
+
+#[test]
+fn staff_remove_command_rewrites_the_store_and_audits() {
+    let env = env();
+    let cfg_path = env.root.join("facegate.toml");
+    std::fs::write(
+        &cfg_path,
+        "[camera]\nsource = \"replay\"\nreplay_dir = \"frames\"\n\
+         [lock]\nbackend = \"simulated\"\nsafe_state = \"locked\"\n\
+         [audit]\npath = \"audit.jsonl\"\n\
+         [gallery]\nstore = \"door/gallery.store\"\nkey_file = \"door/device.key\"\n",
+    )
+    .expect("config");
+    let before = env.store_bytes();
+    assert!(facegate::enroll::commands::staff_remove(&cfg_path, "nobody").is_err());
+    assert_eq!(env.store_bytes(), before);
+    assert_eq!(
+        facegate::enroll::commands::staff_remove(&cfg_path, "old").expect("remove"),
+        0
+    );
+    assert_ne!(env.store_bytes(), before, "the old ciphertext is replaced");
+    assert!(env.store.load_any().unwrap().unwrap().people.is_empty());
+    let log = std::fs::read_to_string(env.root.join("audit.jsonl")).expect("audit");
+    assert!(
+        log.contains("\"enroll_remove\"") && log.contains("\"old\""),
+        "{log}"
+    );
+}

@@ -62,6 +62,17 @@
 //!   stick that changes its content between the checks and the reads (every byte used is
 //!   hashed after it is read, so a swap is detected, not exploited).
 //!
+//! # Operation
+//!
+//! * The door's watcher remembers the bundles it has seen (sha256 of manifest + signature) only
+//!   in memory: after a restart a stick still plugged in is tried again and refused as a
+//!   rollback (audited once per start).
+//! * One writer per store: `facegate staff remove` and `facegate enroll import` write the store
+//!   directly; run them with the daemon stopped (the daemon keeps its gallery in memory and
+//!   its watcher would not see the change until the next start).
+//! * The anti-rollback version lives in the encrypted store: deleting the store (root on the
+//!   door) resets it to 0; a signed bundle is still required to enrol anyone.
+//!
 //! # Deletion
 //!
 //! `facegate staff remove ID` and `remove = [...]` rewrite the store without the templates and

@@ -12,6 +12,10 @@
 //! * Signature (`manifest.sig`): minisign's pre-hashed ("ED") signature: Ed25519 over
 //!   BLAKE2b-512 of the manifest bytes, plus the global signature over the trusted comment.
 //!   Verification uses the `minisign-verify` crate; legacy (non-hashed) signatures are refused.
+//!
+//! Checked against minisign 0.11: `minisign -Vm manifest.toml -x manifest.sig -p facegate.pub`
+//! verifies our signatures, `minisign -S -s facegate.key` signs with our key file (same bytes:
+//! Ed25519 is deterministic), and a key made by `minisign -G -W` works with `bundle check`.
 
 use super::EnrollError;
 use base64::Engine as _;
