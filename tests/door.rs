@@ -339,3 +339,30 @@ fn door_contact_reports_open_and_forced_open() {
     assert!(kinds.contains(&DoorEventKind::ForcedOpen), "{kinds:?}");
     assert!(kinds.contains(&DoorEventKind::DoorOpened), "{kinds:?}");
 }
+
+#[test]
+fn a_contained_panic_does_not_trip_the_panic_guard() {
+    use facegate::door::controller::{contain_panic, install_panic_guard};
+    let log = TransitionLog::new();
+    let out = SimulatedOutput::with_log("contained", log.clone());
+    let door = DoorController::start(
+        Box::new(out),
+        DoorConfig {
+            safe_state: SafeState::Unlocked,
+            ..DoorConfig::default()
+        },
+    )
+    .unwrap();
+    install_panic_guard(&door);
+    // like v4l's Drop panicking after an unplug: caught where it happens
+    let r = contain_panic(|| panic!("stream drop failed"));
+    assert!(r.is_err());
+    std::thread::sleep(Duration::from_millis(100));
+    // no emergency release: the maglock is still energised (locked), only the start transition
+    let t = log.transitions();
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert!(t[0].energised);
+    // and the door is not latched in emergency: it still unlocks
+    assert!(door.unlock_for(Duration::from_millis(50)).is_ok());
+    assert!(log.wait_for(false, Duration::from_secs(2)));
+}

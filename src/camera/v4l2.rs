@@ -410,8 +410,8 @@ impl Drop for V4l2Source {
             // v4l 0.14 panics in Stream/Arena Drop when STREAMOFF/REQBUFS fail with anything but
             // ENODEV (e.g. EIO after a USB reset): never let that take the daemon down.
             let path = self.path.display().to_string();
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(stream))).is_err()
-            {
+            // contained: must not trip the door's panic guard (emergency release)
+            if crate::door::controller::contain_panic(move || drop(stream)).is_err() {
                 log::warn!("{path}: closing the stream failed (device already gone)");
             }
         }

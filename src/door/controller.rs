@@ -574,11 +574,27 @@ pub fn install_panic_guard(controller: &DoorController) {
     let weak = Arc::downgrade(&controller.shared);
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if let Some(shared) = weak.upgrade() {
-            emergency_release(&shared);
+        if !CONTAINED_PANIC.with(|c| c.get()) {
+            if let Some(shared) = weak.upgrade() {
+                emergency_release(&shared);
+            }
         }
         previous(info);
     }));
+}
+
+thread_local! {
+    static CONTAINED_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, which may panic, under `catch_unwind` without tripping the panic guard: for known,
+/// contained panics in third-party code (v4l's stream Drop after a camera is unplugged). Any
+/// other panic still releases the relay to the safe state.
+pub fn contain_panic<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    CONTAINED_PANIC.with(|c| c.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED_PANIC.with(|c| c.set(false));
+    r
 }
 
 fn emergency_release(shared: &Shared) {
