@@ -37,3 +37,19 @@ pub fn models_fp32() -> Arc<FaceModels> {
     M.get_or_init(|| FaceModels::load(&options("fp32")).expect("models load"))
         .clone()
 }
+
+/// CRC-32 (IEEE), for building PNG chunks in tests (decompression-bomb headers).
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
