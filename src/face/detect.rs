@@ -153,7 +153,12 @@ pub struct Detector {
     model: Arc<DetectorModel>,
     runner: Runner,
     candidates: Vec<Detection>,
+    /// Per-column resampling positions, reused between frames.
+    columns: Vec<Column>,
 }
+
+/// Source columns and weight for one model-input column, and whether it shows the frame.
+type Column = (usize, usize, f32, bool);
 
 /// Where the frame sits in the square model input.
 #[derive(Debug, Clone, Copy)]
@@ -170,6 +175,7 @@ impl Detector {
             model,
             runner,
             candidates: Vec::new(),
+            columns: Vec::new(),
         })
     }
 
@@ -192,9 +198,10 @@ impl Detector {
         };
         let spec = &self.model.spec;
         let (mean, std) = (spec.mean, spec.std);
+        let columns = &mut self.columns;
         let outputs = self
             .runner
-            .run(|buf| letterbox_into(img, s, lb, mean, std, buf))?;
+            .run(|buf| letterbox_into(img, s, lb, mean, std, columns, buf))?;
         let reg = output_slice(&outputs[0], "face detection")?;
         let scores = output_slice(&outputs[1], "face detection")?;
         let n = self.model.anchors.len();
@@ -260,6 +267,7 @@ fn letterbox_into(
     lb: Letterbox,
     mean: [f32; 3],
     std: [f32; 3],
+    cols: &mut Vec<Column>,
     buf: &mut [f32],
 ) {
     let (w, h) = (img.width() as usize, img.height() as usize);
@@ -280,7 +288,8 @@ fn letterbox_into(
         (i0, (i0 + 1).min(len - 1), src - i0 as f32, inside)
     };
     // Per-column source positions are the same for every row: compute them once.
-    let cols: Vec<(usize, usize, f32, bool)> = (0..s).map(|ox| axis(ox, lb.pad_x, w)).collect();
+    cols.clear();
+    cols.extend((0..s).map(|ox| axis(ox, lb.pad_x, w)));
     for oy in 0..s {
         let (y0, y1, fy, row_inside) = axis(oy, lb.pad_y, h);
         for (ox, &(x0, x1, fx, col_inside)) in cols.iter().enumerate() {

@@ -195,19 +195,17 @@ impl FaceEngine {
         if crop.width() != side {
             *crop = RgbImage::new(side, side);
         }
-        for y in 0..side {
-            for x in 0..side {
-                let (sx, sy) = (x0 + i64::from(x), y0 + i64::from(y));
-                let p = if sx >= 0
-                    && sy >= 0
-                    && sx < i64::from(img.width())
-                    && sy < i64::from(img.height())
-                {
-                    *img.get_pixel(sx as u32, sy as u32)
-                } else {
-                    image::Rgb([0, 0, 0])
-                };
-                crop.put_pixel(x, y, p);
+        // Copy the part of the crop that lies inside the frame row by row; the rest is black.
+        crop.fill(0);
+        let (w, h) = (i64::from(img.width()), i64::from(img.height()));
+        let (cx0, cx1) = (x0.max(0), (x0 + i64::from(side)).min(w));
+        if cx0 < cx1 {
+            let (src, dst) = (img.as_raw(), &mut **crop);
+            for y in y0.max(0)..(y0 + i64::from(side)).min(h) {
+                let s0 = ((y * w + cx0) * 3) as usize;
+                let d0 = (((y - y0) * i64::from(side) + (cx0 - x0)) * 3) as usize;
+                let n = ((cx1 - cx0) * 3) as usize;
+                dst[d0..d0 + n].copy_from_slice(&src[s0..s0 + n]);
             }
         }
         let half = side as f32 / 2.0;
