@@ -114,6 +114,9 @@ pub enum Command {
     /// Import a signed bundle into the store without the daemon
     #[command(subcommand)]
     Enroll(EnrollCommand),
+    /// The door lock: test the relay wiring
+    #[command(subcommand)]
+    Lock(LockCommand),
     /// Per-stage timings of the door pipeline on real images
     Bench {
         /// Photos to turn into camera frames [default: tests/fixtures/faces/*]
@@ -190,6 +193,16 @@ pub enum EnrollCommand {
     /// Import a signed bundle once into the configured store (stop the daemon first)
     Import {
         dir: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LockCommand {
+    /// Pulse the configured relay once, as an unlock would, and relock (stop the daemon first;
+    /// audited)
+    Test {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
@@ -303,6 +316,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Enroll(EnrollCommand::Import { dir, config }) => {
             crate::enroll::commands::import(&config, &dir)
         }
+        Command::Lock(LockCommand::Test { config }) => lock_test(&config),
         Command::Bench {
             images,
             runs,
@@ -353,6 +367,35 @@ pub fn run_daemon(config: &Path) -> Result<u8> {
         summary.unlocks.len(),
         summary.denials,
         summary.camera_losses
+    );
+    Ok(0)
+}
+
+/// `facegate lock test`: the installer's wiring check.
+pub fn lock_test(config: &Path) -> Result<u8> {
+    use crate::door::wiring_check;
+    let cfg = crate::config::Config::load(config)?;
+    println!("lock test: {}", wiring_check::describe_safe_state(&cfg));
+    println!(
+        "sending one unlock pulse of {} ms; watch the relay and the door",
+        cfg.lock.unlock_ms
+    );
+    let r = wiring_check::pulse_once(&cfg)?;
+    println!("output: {}", r.output);
+    println!("events: {}", r.events.join(", "));
+    if r.interrupted {
+        println!(
+            "interrupted: relocked after {} ms; the relay is at the safe state",
+            r.unlocked_for.as_millis()
+        );
+        return Ok(EXIT_NO);
+    }
+    println!(
+        "OK: unlocked for {} ms (configured {} ms), relocked, and the relay is now de-energised \
+         (the door's safe state). If the door did not open exactly once, active_low or safe_state \
+         in [lock] does not match the wiring.",
+        r.unlocked_for.as_millis(),
+        r.pulse.as_millis()
     );
     Ok(0)
 }

@@ -92,7 +92,8 @@ pub struct Daemon {
     enroll: Option<crate::enroll::watch::WatchHandle>,
 }
 
-fn door_config(cfg: &Config) -> DoorConfig {
+/// The door controller's settings from `[lock]`.
+pub fn door_config(cfg: &Config) -> DoorConfig {
     DoorConfig {
         safe_state: match cfg.lock.safe_state {
             SafeStateConfig::Locked => SafeState::Locked,

@@ -85,3 +85,50 @@ fn help_explains_commands() {
         assert!(out.contains(cmd), "{cmd} missing from --help");
     }
 }
+
+/// `facegate lock test`: the installer's wiring check pulses the configured relay once,
+/// relocks, and audits it; a lock that cannot be opened is an error naming the line.
+#[test]
+fn lock_test_pulses_once_and_audits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("door.toml");
+    let write = |lock: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[camera]\nsource = \"replay\"\nreplay_dir = \"{}\"\n\n[gallery]\n\
+                 [[gallery.person]]\nid = \"lmm\"\nphotos = [\"{}\"]\n\n[lock]\n{lock}\n\n\
+                 [audit]\npath = \"audit.jsonl\"\n",
+                common::fixture("clip/hamilton").display(),
+                face("lin-manuel-miranda.png").display()
+            ),
+        )
+        .unwrap();
+    };
+    write("backend = \"simulated\"\nsafe_state = \"locked\"\nunlock_ms = 300");
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let (code, out, err) = facegate(&["lock", "test", "--config", &cfg_s]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("fail-secure"), "{out}");
+    assert!(out.contains("events: unlocked, relocked"), "{out}");
+    let ms: u64 = out
+        .split("OK: unlocked for ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {out}"));
+    assert!(ms >= 300, "relocked early, after {ms} ms");
+    let audit = dir.path().join("audit.jsonl");
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(log.matches("\"lock_test\"").count(), 1, "{log}");
+    let (code, out, _) = facegate(&["audit", "verify", &audit.to_string_lossy()]);
+    assert_eq!(code, 0, "{out}");
+
+    // No such GPIO line here (nor on a board whose lines are named otherwise): a clear error,
+    // exit 2, and nothing pulsed.
+    write("backend = \"gpiocdev\"\nline = \"NO_SUCH_LINE\"\nsafe_state = \"locked\"");
+    let (code, _, err) = facegate(&["lock", "test", "--config", &cfg_s]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("NO_SUCH_LINE"), "{err}");
+    assert_eq!(std::fs::read_to_string(&audit).unwrap(), log);
+}

@@ -7,3 +7,4 @@ pub mod lock;
 pub mod policy;
 pub mod rppal_out;
 pub mod sim;
+pub mod wiring_check;
