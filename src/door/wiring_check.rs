@@ -92,14 +92,7 @@ pub fn pulse_once(cfg: &Config) -> Result<PulseReport> {
 }
 
 fn pulse(door: &DoorController, pulse: Duration, stop: &AtomicBool) -> Result<(Duration, bool)> {
-    let health = door.health();
-    if !health.is_ok() {
-        return Err(Error::Invalid(format!(
-            "[lock] {} does not follow the commanded level before the test: {}",
-            health.output,
-            health.last_error.unwrap_or_else(|| "unknown fault".into())
-        )));
-    }
+    let health = healthy(door, "does not follow the commanded level before the test")?;
     let t0 = Instant::now();
     let pulses_before = health.unlocks;
     door.unlock()
@@ -127,15 +120,24 @@ fn pulse(door: &DoorController, pulse: Duration, stop: &AtomicBool) -> Result<(D
         std::thread::sleep(Duration::from_millis(10));
     }
     let t = t0.elapsed();
-    let health = door.health();
-    if !health.is_ok() {
-        return Err(Error::Invalid(format!(
-            "[lock] {} failed during the pulse: {}; check the wiring and the permissions named there",
-            health.output,
-            health.last_error.unwrap_or_else(|| "unknown fault".into())
-        )));
-    }
+    healthy(
+        door,
+        "failed during the pulse (check the wiring and the permissions named here)",
+    )?;
     Ok((t, false))
+}
+
+/// The controller's health, or an error naming the output, `what` went wrong and the last fault.
+fn healthy(door: &DoorController, what: &str) -> Result<crate::door::controller::Health> {
+    let h = door.health();
+    if h.is_ok() {
+        return Ok(h);
+    }
+    Err(Error::Invalid(format!(
+        "[lock] {} {what}: {}",
+        h.output,
+        h.last_error.as_deref().unwrap_or("unknown fault")
+    )))
 }
 
 fn event_name(kind: &DoorEventKind) -> String {
