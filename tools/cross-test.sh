@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:-aarch64-unknown-linux-gnu}
 [ $# -gt 0 ] && shift
-tools/setup-cross.sh
+tools/setup-cross.sh "$target"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/cross}
 # shellcheck disable=SC2206
 tests=(${FACEGATE_CROSS_TESTS:---lib --test pipeline --test reference --test arm_agreement --test models_check --test door --test audit})
