@@ -21,6 +21,10 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
 
 /// Decodes in-memory bytes (`origin` only names them in errors).
 pub fn decode_rgb(bytes: &[u8], origin: &Path) -> Result<RgbImage> {
+    // A raw MJPEG camera frame (e.g. saved with `v4l2-ctl --stream-to`) often has no Huffman
+    // table and relies on the standard ones: decode it as the camera path does.
+    let patched = crate::camera::v4l2::insert_default_dht(bytes);
+    let bytes: &[u8] = &patched;
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io(origin, e))?;

@@ -690,5 +690,9 @@ mod tests {
             original == restored,
             "decodes identically after DHT insertion"
         );
+        // The same frame saved to a file (the README's camera check) reads like any photo.
+        let from_file = crate::imageio::decode_rgb(&stripped, std::path::Path::new("frame.jpg"))
+            .expect("a camera frame without DHT decodes");
+        assert!(from_file == original);
     }
 }
