@@ -3,10 +3,9 @@
 mod common;
 
 use common::face;
-use std::process::Command;
 
 fn facegate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let out = common::facegate_command()
         .args(args)
         .env("RUST_LOG", "warn")
         .output()

@@ -245,7 +245,7 @@ fn sigterm_stops_the_daemon_cleanly() {
         "replay_realtime = true\nreplay_loop = true\nfps = 10",
     );
     std::fs::write(&path, text).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let child = common::facegate_command()
         .args(["run", "--config"])
         .arg(&path)
         .env("RUST_LOG", "info")
