@@ -100,18 +100,24 @@ fn run_until(
     summary
 }
 
-#[test]
-fn an_enrolled_person_gets_exactly_one_pulse_of_the_configured_length() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &[("lmm", "lin-manuel-miranda.png")], "");
+/// A daemon on the recording (then an idle camera), with a recorded simulated relay.
+fn clip_daemon(cfg: Config) -> (Daemon, TransitionLog) {
     let log = TransitionLog::new();
     let out = SimulatedOutput::with_log("test relay", log.clone());
-    let mut daemon = Daemon::new(
+    let daemon = Daemon::new(
         cfg,
         Box::new(out),
         Box::new(|| Ok(Box::new(ThenIdle(clip())) as Box<dyn FrameSource>)),
     )
     .unwrap();
+    (daemon, log)
+}
+
+#[test]
+fn an_enrolled_person_gets_exactly_one_pulse_of_the_configured_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &[("lmm", "lin-manuel-miranda.png")], "");
+    let (mut daemon, log) = clip_daemon(cfg);
     let l = log.clone();
     // stop once a pulse has ended and 500 ms more have passed without a second one
     let summary = run_until(&mut daemon, move || {
@@ -209,14 +215,7 @@ fn stopping_during_an_unlock_leaves_the_door_locked() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), &[("lmm", "lin-manuel-miranda.png")], "");
     cfg.lock.unlock_ms = 5000; // a long pulse, interrupted by the stop
-    let log = TransitionLog::new();
-    let out = SimulatedOutput::with_log("test relay", log.clone());
-    let mut daemon = Daemon::new(
-        cfg,
-        Box::new(out),
-        Box::new(|| Ok(Box::new(ThenIdle(clip())) as Box<dyn FrameSource>)),
-    )
-    .unwrap();
+    let (mut daemon, log) = clip_daemon(cfg);
     let l = log.clone();
     // SIGTERM's handler sets this same flag: stop as soon as the door is open
     let summary = run_until(&mut daemon, move || l.energised() == Some(true));
