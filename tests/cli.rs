@@ -131,3 +131,36 @@ fn lock_test_pulses_once_and_audits() {
     assert!(err.contains("NO_SUCH_LINE"), "{err}");
     assert_eq!(std::fs::read_to_string(&audit).unwrap(), log);
 }
+
+/// tools/setup.sh decides whether to install libclang (the v4l crate's bindgen needs it). A fresh
+/// machine of the CI image lists only `libclang-cpp.so.14`, which bindgen cannot load: the
+/// detection must say "missing" there (it said "present", and the demo build failed).
+#[test]
+fn setup_detects_only_a_libclang_bindgen_can_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let detect = |listing: &str| -> i32 {
+        let f = dir.path().join("ldconfig.txt");
+        std::fs::write(&f, listing).unwrap();
+        std::process::Command::new("bash")
+            .arg(root.join("tools/setup.sh"))
+            .arg("--detect")
+            .env("FACEGATE_LDCONFIG_OUTPUT", &f)
+            .status()
+            .unwrap()
+            .code()
+            .unwrap()
+    };
+    let head = "1234 libs found in cache `/etc/ld.so.cache'\n";
+    let cpp = "\tlibclang-cpp.so.14 (libc6,x86-64) => /lib/x86_64-linux-gnu/libclang-cpp.so.14\n";
+    assert_eq!(detect(&format!("{head}{cpp}")), 1, "libclang-cpp only");
+    assert_eq!(detect(head), 1, "no libclang at all");
+    for usable in [
+        "\tlibclang-14.so.13 (libc6,x86-64) => /lib/x86_64-linux-gnu/libclang-14.so.13\n",
+        "\tlibclang-14.so (libc6,x86-64) => /lib/x86_64-linux-gnu/libclang-14.so\n",
+        "\tlibclang.so.1 (libc6,x86-64) => /usr/lib/libclang.so.1\n",
+        "\tlibclang.so (libc6,x86-64) => /usr/lib/libclang.so\n",
+    ] {
+        assert_eq!(detect(&format!("{head}{cpp}{usable}")), 0, "{usable}");
+    }
+}
