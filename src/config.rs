@@ -441,41 +441,7 @@ impl Config {
                 "stall_timeout_s must be in (0, 600]",
             ));
         }
-        let p = &self.policy;
-        if !(p.threshold > 0.0 && p.threshold < 1.5) {
-            return Err(invalid(path, "policy", format!("threshold = {} is outside (0, 1.5); run `facegate eval` to choose one for a target false-accept rate", p.threshold)));
-        }
-        if p.threshold > 0.6 {
-            log::warn!(
-                "[policy] threshold {} is looser than the encoder's 0.6: expect more false accepts",
-                p.threshold
-            );
-        }
-        if p.min_margin < 0.0 {
-            return Err(invalid(path, "policy", "min_margin must be >= 0"));
-        }
-        if p.k == 0 || p.n < p.k || p.n > 100 {
-            return Err(invalid(
-                path,
-                "policy",
-                format!("k = {} of n = {}: need 1 <= k <= n <= 100", p.k, p.n),
-            ));
-        }
-        for (key, v) in [
-            ("window_s", p.window_s),
-            ("cooldown_s", p.cooldown_s),
-            ("absence_s", p.absence_s),
-            ("backoff_s", p.backoff_s),
-            ("max_backoff_s", p.max_backoff_s),
-        ] {
-            if !(v.is_finite() && (0.0..=86_400.0).contains(&v)) {
-                return Err(invalid(
-                    path,
-                    "policy",
-                    format!("{key} = {v} must be between 0 and 86400 seconds"),
-                ));
-            }
-        }
+        self.validate_policy(path)?;
         let l = &self.lock;
         match l.backend {
             LockBackend::Rppal if l.pin.is_none() => {
@@ -527,6 +493,57 @@ impl Config {
                     format!("person {:?} needs an id and at least one photo", p.id),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// `[policy]`: every float is checked to be a finite number in its range (a NaN compares
+    /// false with everything, so `min_margin = nan` would disable the margin test; issue 10,
+    /// finding 13).
+    fn validate_policy(&self, path: &Path) -> Result<()> {
+        let p = &self.policy;
+        if !(p.threshold > 0.0 && p.threshold < 1.5) {
+            return Err(invalid(path, "policy", format!("threshold = {} is outside (0, 1.5); run `facegate eval` to choose one for a target false-accept rate", p.threshold)));
+        }
+        if p.threshold > 0.6 {
+            log::warn!(
+                "[policy] threshold {} is looser than the encoder's 0.6: expect more false accepts",
+                p.threshold
+            );
+        }
+        // (key, value, min, max, unit): inclusive ranges
+        let floats: [(&str, f64, f64, f64, &str); 9] = [
+            ("min_margin", f64::from(p.min_margin), 0.0, 1.5, ""),
+            (
+                "min_eye_distance_px",
+                f64::from(p.min_eye_distance_px),
+                0.0,
+                4096.0,
+                " px",
+            ),
+            ("min_sharpness", f64::from(p.min_sharpness), 0.0, 1e6, ""),
+            ("max_yaw", f64::from(p.max_yaw), 0.0, 10.0, ""),
+            ("window_s", p.window_s, 0.0, 86_400.0, " s"),
+            ("cooldown_s", p.cooldown_s, 0.0, 86_400.0, " s"),
+            ("absence_s", p.absence_s, 0.0, 86_400.0, " s"),
+            ("backoff_s", p.backoff_s, 0.0, 86_400.0, " s"),
+            ("max_backoff_s", p.max_backoff_s, 0.0, 86_400.0, " s"),
+        ];
+        for (key, v, lo, hi, unit) in floats {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                return Err(invalid(
+                    path,
+                    "policy",
+                    format!("{key} = {v} must be a number between {lo} and {hi}{unit}"),
+                ));
+            }
+        }
+        if p.k == 0 || p.n < p.k || p.n > 100 {
+            return Err(invalid(
+                path,
+                "policy",
+                format!("k = {} of n = {}: need 1 <= k <= n <= 100", p.k, p.n),
+            ));
         }
         Ok(())
     }
@@ -589,6 +606,63 @@ impl Config {
             free_failures: p.free_failures,
             backoff: s(p.backoff_s),
             max_backoff: s(p.max_backoff_s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod policy_validation_tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[camera]
+source = "replay"
+replay_dir = "frames"
+[gallery]
+photos_dir = "staff"
+[lock]
+backend = "simulated"
+safe_state = "locked"
+[audit]
+path = "audit.jsonl"
+"#;
+
+    fn check(policy: &str) -> std::result::Result<(), String> {
+        let cfg: Config = toml::from_str(&format!("{GOOD}[policy]\n{policy}\n")).unwrap();
+        cfg.validate(Path::new("facegate.toml"))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Issue 10, finding 13: NaN and infinity are refused for every float key of `[policy]`
+    /// (old code: `min_margin = nan` and every quality gate passed validation), with an error
+    /// naming the key and its valid range.
+    #[test]
+    fn every_policy_float_refuses_nan_and_infinity_naming_key_and_range() {
+        assert_eq!(check(""), Ok(()));
+        let keys = [
+            "threshold",
+            "min_margin",
+            "min_eye_distance_px",
+            "min_sharpness",
+            "max_yaw",
+            "window_s",
+            "cooldown_s",
+            "absence_s",
+            "backoff_s",
+            "max_backoff_s",
+        ];
+        for key in keys {
+            for bad in ["nan", "inf", "-inf", "-1.0"] {
+                let e = check(&format!("{key} = {bad}")).expect_err(&format!("{key} = {bad}"));
+                assert!(
+                    e.contains("[policy]") && e.contains(key),
+                    "{key} = {bad}: {e}"
+                );
+                assert!(
+                    e.contains("between") || e.contains("outside ("),
+                    "{key} = {bad}: no valid range in {e}"
+                );
+            }
         }
     }
 }
