@@ -261,7 +261,12 @@ impl Daemon {
                 ..SupervisorConfig::default()
             },
         );
-        let policy = Policy::new(cfg.policy_settings());
+        let mut policy = Policy::new(cfg.policy_settings());
+        // The per-visitor rate limit survives restarts (issue 10, finding 12).
+        let limiter = crate::door::policy::limiter_path(&cfg.audit.path);
+        if let Err(e) = policy.load_limiter(&limiter) {
+            log::error!("rate limiter: {e}");
+        }
         Ok(Daemon {
             cfg,
             models,
@@ -425,7 +430,7 @@ impl Daemon {
                 let usable = quality.eye_distance_px >= s.min_eye_distance_px
                     && quality.yaw.abs() <= s.max_yaw
                     && quality.sharpness >= s.min_sharpness;
-                let (best, access) = if usable {
+                let (best, access, embedding) = if usable {
                     let e = self.engine.encode_chip()?;
                     let best = self.gallery.best_match(&e);
                     let now = jiff::ZonedDateTime::now();
@@ -433,19 +438,24 @@ impl Daemon {
                         .as_ref()
                         .and_then(|m| self.gallery.get(&m.id))
                         .map_or(Ok(()), |p| p.access.check(&now));
-                    (best, access)
+                    (best, access, Some(e))
                 } else {
-                    (None, Ok(()))
+                    (None, Ok(()), None)
                 };
                 Evidence::Face {
                     quality,
                     liveness: self.liveness.check(img, det),
                     best,
                     access,
+                    embedding,
                 }
             }
         };
         let (decision, verdict) = self.policy.observe(Instant::now(), &evidence);
+        let limiter = crate::door::policy::limiter_path(&self.cfg.audit.path);
+        if let Err(e) = self.policy.save_limiter_if_changed(&limiter) {
+            log::error!("rate limiter: {e}");
+        }
         log::debug!("frame {seq}: {verdict:?} -> {decision:?}");
         match decision {
             Decision::Unlock {

@@ -173,6 +173,36 @@ fn a_stranger_gets_no_pulse() {
     assert!(log.transitions().iter().all(|t| !t.energised));
 }
 
+/// Issue 10, finding 12: the rate limit follows the failing visitor across a restart. A
+/// stranger's denial blocks *that face* (free_failures = 1), the state is saved beside the
+/// audit log, and a restarted daemon holds the same stranger's frames (no new attempt is
+/// judged) instead of starting from zero.
+#[test]
+fn a_blocked_stranger_stays_blocked_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[policy]\nfree_failures = 1\nbackoff_s = 300.0\n";
+    let run = || {
+        let cfg = config(dir.path(), &[("lacamoire", "alex-lacamoire.png")], extra);
+        let mut daemon = Daemon::new(
+            cfg,
+            Box::new(SimulatedOutput::new("test relay")),
+            Box::new(|| Ok(clip())),
+        )
+        .unwrap();
+        daemon.run(&AtomicBool::new(false)).unwrap()
+    };
+    let first = run();
+    // two strangers in the recording: each denied once, then held
+    assert_eq!(first.denials, 2, "{first:?}");
+    let state = std::fs::read_to_string(dir.path().join("ratelimit.json")).unwrap();
+    let state: facegate::door::policy::LimiterState = serde_json::from_str(&state).unwrap();
+    assert_eq!(state.visitors.len(), 2);
+    assert!(state.visitors.iter().all(|v| v.blocked_ms > 250_000));
+    let second = run();
+    assert!(second.unlocks.is_empty());
+    assert_eq!(second.denials, 0, "the restart reset the block: {second:?}");
+}
+
 #[test]
 fn a_camera_lost_mid_stream_keeps_the_door_locked_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
