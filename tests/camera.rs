@@ -4,12 +4,56 @@
 use facegate::camera::replay::{FailingSource, Failure, Pacing, ReplaySource};
 use facegate::camera::supervisor::{CameraEvent, Opener, Supervisor, SupervisorConfig};
 use facegate::camera::{CameraError, FrameSource};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CLIP_FRAMES: u64 = 46;
+
+/// The system allocator, recording the largest single allocation made by the current thread
+/// (to show that a hostile frame is refused without allocating what it claims).
+struct RecordingAlloc;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
+}
+
+unsafe impl GlobalAlloc for RecordingAlloc {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        note(l.size());
+        System.alloc(l)
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        note(l.size());
+        System.alloc_zeroed(l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        note(new);
+        System.realloc(p, l, new)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+}
+
+#[global_allocator]
+static ALLOC: RecordingAlloc = RecordingAlloc;
+
+/// Runs `f`; returns its result, the largest single allocation it made and how long it took.
+fn measured<T>(f: impl FnOnce() -> T) -> (T, usize, Duration) {
+    LARGEST.with(|c| c.set(0));
+    let t = Instant::now();
+    let r = f();
+    let took = t.elapsed();
+    (r, LARGEST.with(|c| c.get()), took)
+}
 
 fn clip_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip/hamilton")
@@ -360,7 +404,7 @@ fn supervisor_reports_the_end_of_a_replay() {
 #[test]
 #[ignore]
 fn decode_timings() {
-    use facegate::camera::v4l2::{decode_mjpeg, yuyv_to_rgb};
+    use facegate::camera::decode::{decode_mjpeg, yuyv_to_rgb};
     let img = facegate::imageio::load_rgb(&clip_dir().join("025.jpg")).unwrap();
     let img = image::imageops::resize(&img, 640, 480, image::imageops::FilterType::Triangle);
     let mut jpeg = Vec::new();
@@ -391,10 +435,138 @@ fn decode_timings() {
     });
     println!("YUYV->RGB 640x480: best {b:.2} ms, mean {m:.2} ms");
     let (b, m) = time(&mut || {
-        std::hint::black_box(decode_mjpeg(&jpeg).unwrap());
+        std::hint::black_box(decode_mjpeg(&jpeg, 640, 480).unwrap());
     });
     println!(
         "MJPEG decode 640x480 ({} KB): best {b:.2} ms, mean {m:.2} ms",
         jpeg.len() / 1024
     );
+}
+
+/// A real 640x480 camera-like frame (a clip frame resized) and its JPEG encoding.
+fn frame_640x480() -> (image::RgbImage, Vec<u8>) {
+    let img = facegate::imageio::load_rgb(&clip_dir().join("025.jpg")).unwrap();
+    let img = image::imageops::resize(&img, 640, 480, image::imageops::FilterType::Triangle);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+        .encode_image(&img)
+        .unwrap();
+    (img, jpeg)
+}
+
+/// Rewrites the size in a JPEG's SOF0 frame header.
+fn with_sof_size(jpeg: &[u8], width: u16, height: u16) -> Vec<u8> {
+    let mut out = jpeg.to_vec();
+    let i = out
+        .windows(2)
+        .position(|w| w == [0xff, 0xc0])
+        .expect("a baseline frame header");
+    out[i + 5..i + 7].copy_from_slice(&height.to_be_bytes());
+    out[i + 7..i + 9].copy_from_slice(&width.to_be_bytes());
+    out
+}
+
+/// Issue 10, finding 10: a hostile camera's MJPEG frame claiming 65535x65535 (old code
+/// allocated 65535 * 65535 * 3 = 12.9 GB from the header) is refused from its header, fast and
+/// without any large allocation; so is any other size than the negotiated one, and a frame
+/// with two frame headers. Correct frames still decode, to the same pixels as a plain decode.
+#[test]
+fn mjpeg_frames_of_another_size_are_refused_before_allocating() {
+    use facegate::camera::decode::{decode_mjpeg, jpeg_dimensions, FrameError};
+    let (_, jpeg) = frame_640x480();
+    assert_eq!(jpeg_dimensions(&jpeg), Ok((640, 480)));
+
+    let (ok, _, _) = measured(|| decode_mjpeg(&jpeg, 640, 480));
+    let ok = ok.expect("a correct frame decodes");
+    assert!(ok == image::load_from_memory(&jpeg).unwrap().into_rgb8());
+
+    for (w, h) in [(65535, 65535), (1280, 720), (640, 481), (0, 480)] {
+        let hostile = with_sof_size(&jpeg, w, h);
+        let (r, largest, took) = measured(|| decode_mjpeg(&hostile, 640, 480));
+        assert_eq!(
+            r.unwrap_err(),
+            FrameError::SizeMismatch {
+                got_width: u32::from(w),
+                got_height: u32::from(h),
+                width: 640,
+                height: 480
+            }
+        );
+        assert!(largest < 4096, "{w}x{h}: allocated {largest} bytes");
+        assert!(took < Duration::from_millis(50), "{w}x{h}: took {took:?}");
+    }
+    // a frame size the door never negotiates is refused as such
+    let hostile = with_sof_size(&jpeg, 65535, 65535);
+    let (r, largest, _) = measured(|| decode_mjpeg(&hostile, 65535, 65535));
+    assert!(matches!(r, Err(FrameError::BadSize { .. })), "{r:?}");
+    assert!(largest < 4096);
+    // two frame headers (one to show the scan, one for the decoder) are refused
+    let sof = jpeg.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+    let len = usize::from(u16::from_be_bytes([jpeg[sof + 2], jpeg[sof + 3]]));
+    let mut twice = jpeg[..sof + 2 + len].to_vec();
+    twice.extend_from_slice(&with_sof_size(&jpeg, 65535, 65535)[sof..]);
+    let r = decode_mjpeg(&twice, 640, 480);
+    assert!(
+        matches!(&r, Err(FrameError::Corrupt(why)) if why.contains("more than one")),
+        "{r:?}"
+    );
+    // garbage and truncated headers are refused, not panics
+    for bad in [
+        &b""[..],
+        b"\xff\xd8",
+        b"\xff\xd8\xff\xc0\xff\xff",
+        &jpeg[..sof + 6],
+    ] {
+        assert!(matches!(
+            decode_mjpeg(bad, 640, 480),
+            Err(FrameError::Corrupt(_))
+        ));
+    }
+}
+
+/// Issue 10, finding 10: YUYV size arithmetic is checked and the buffer must be the
+/// negotiated frame: short or long buffers and impossible sizes (whose products overflow a
+/// 32-bit `usize`) are refused without allocating; a correct frame decodes.
+#[test]
+fn yuyv_frames_of_the_wrong_length_are_refused() {
+    use facegate::camera::decode::{yuyv_to_rgb, FrameError};
+    let (w, h) = (640u32, 480u32);
+    let frame: Vec<u8> = [16u8, 128, 235, 128].repeat((w * h / 2) as usize);
+    let (img, _, _) = measured(|| yuyv_to_rgb(&frame, w, h, 0));
+    let img = img.expect("a correct frame decodes");
+    assert_eq!(img.dimensions(), (w, h));
+    assert_eq!(img.get_pixel(0, 0).0, [0, 0, 0]);
+    assert_eq!(img.get_pixel(1, 0).0, [255, 255, 255]);
+
+    let (r, largest, _) = measured(|| yuyv_to_rgb(&frame[..frame.len() - 1], w, h, 0));
+    assert!(matches!(r, Err(FrameError::Truncated { .. })), "{r:?}");
+    assert!(largest < 4096);
+    let mut long = frame.clone();
+    long.push(0);
+    let (r, largest, _) = measured(|| yuyv_to_rgb(&long, w, h, 0));
+    assert!(matches!(r, Err(FrameError::Oversized { .. })), "{r:?}");
+    assert!(largest < 4096);
+    // a padded stride: stride * height bytes is a whole frame, one more is not
+    let stride = w * 2 + 64;
+    let padded = vec![128u8; (stride * h) as usize];
+    assert!(yuyv_to_rgb(&padded, w, h, stride).is_ok());
+    assert!(yuyv_to_rgb(&padded[..padded.len() - 65], w, h, stride).is_err());
+    // sizes whose products overflow (32-bit usize too) or exceed the frame limit
+    for (w, h, stride) in [
+        (u32::MAX - 1, u32::MAX, 0),
+        (65534, 65535, 0),
+        (4096, 4096, u32::MAX),
+        (3, 2, 0),
+        (0, 480, 0),
+    ] {
+        let (r, largest, _) = measured(|| yuyv_to_rgb(&frame, w, h, stride));
+        assert!(
+            matches!(
+                r,
+                Err(FrameError::BadSize { .. } | FrameError::Truncated { .. })
+            ),
+            "{w}x{h} stride {stride}: {r:?}"
+        );
+        assert!(largest < 4096, "{w}x{h}: allocated {largest}");
+    }
 }

@@ -42,6 +42,7 @@ pub trait FrameSource: Send {
     fn describe(&self) -> String;
 }
 
+pub mod decode;
 pub mod replay;
 pub mod supervisor;
 pub mod v4l2;
