@@ -565,8 +565,10 @@ impl Config {
             }
         }
         // issue 10 finding 13: a name shared by every installed door lets a bundle signed for
-        // one door import on all of them.
+        // one door import on all of them (only bundles read it: checked when they are enabled).
+        let bundles = !g.admin_keys.is_empty() || !g.watch.is_empty();
         for (key, v) in [("site", &g.site), ("device_id", &g.device_id)] {
+            let v = v.as_ref().filter(|_| bundles);
             let Some(v) = v else { continue };
             if v.trim().is_empty() {
                 return Err(invalid(
