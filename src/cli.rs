@@ -206,6 +206,13 @@ pub enum LockCommand {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Drive the configured relay to its safe (de-energised) level and nothing else: no models,
+    /// no store, no camera. The unit runs it after every exit of the daemon (ExecStopPost=);
+    /// audited when the audit log can be written
+    Safe {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -311,12 +318,18 @@ pub fn run(cli: Cli) -> Result<u8> {
             crate::enroll::commands::staff_list(&config)
         }
         Command::Staff(StaffCommand::Remove { id, config }) => {
+            let _lock = writer_lock(&config, "staff remove")?;
             crate::enroll::commands::staff_remove(&config, &id)
         }
         Command::Enroll(EnrollCommand::Import { dir, config }) => {
+            let _lock = writer_lock(&config, "enroll import")?;
             crate::enroll::commands::import(&config, &dir)
         }
-        Command::Lock(LockCommand::Test { config }) => lock_test(&config),
+        Command::Lock(LockCommand::Test { config }) => {
+            let _lock = writer_lock(&config, "lock test")?;
+            lock_test(&config)
+        }
+        Command::Lock(LockCommand::Safe { config }) => lock_safe(&config),
         Command::Bench {
             images,
             runs,
@@ -349,6 +362,30 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The single-writer lock on the state directories of `config` (issue 10 finding 11): the
+/// CLI commands that write the audit log or the store refuse while the daemon (or another
+/// such command) runs, naming it and the fix.
+pub fn writer_lock(config: &Path, role: &str) -> Result<crate::statelock::StateLock> {
+    let cfg = crate::config::Config::load(config)?;
+    crate::statelock::StateLock::acquire(&cfg, role)
+}
+
+/// `facegate lock safe`: the relay to its safe level, nothing else (the unit's ExecStopPost=).
+pub fn lock_safe(config: &Path) -> Result<u8> {
+    let cfg = crate::config::Config::load(config)?;
+    let r = crate::door::wiring_check::drive_safe(&cfg)?;
+    println!(
+        "lock safe: {} de-energised ({})",
+        r.output,
+        crate::door::wiring_check::describe_safe_state(&cfg)
+    );
+    match &r.audit {
+        Ok(seq) => println!("audited: record {seq} in {}", cfg.audit.path.display()),
+        Err(e) => eprintln!("warning: lock safe: {e}"),
+    }
+    Ok(0)
 }
 
 /// `facegate run`: the door daemon.

@@ -253,6 +253,10 @@ pub struct LockConfig {
     /// switches to 3.3 V with a pull-down.
     #[serde(default = "yes")]
     pub inputs_active_low: bool,
+    /// simulated: a file where every level change of the simulated relay is written
+    /// ("energised" / "de-energised"), like a GPIO pin that keeps its level after the process
+    /// dies (tests of `facegate lock safe` across processes).
+    pub sim_state_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -357,6 +361,11 @@ fn default_max_unlock_ms() -> u64 {
     10_000
 }
 
+/// The site name config/facegate.toml shipped with up to 0.1.0 (and the README's bundle
+/// example): refused as a door's `site` or `device_id`, because every door installed from the
+/// package carried it.
+pub const SHIPPED_SITES: &[&str] = &["hq-front-door"];
+
 /// Absolute cap on an unlock pulse, whatever the configuration says.
 pub const HARD_MAX_UNLOCK_MS: u64 = 30_000;
 
@@ -394,6 +403,9 @@ impl Config {
             rebase(p)
         }
         if let Some(p) = cfg.gallery.key_file.as_mut() {
+            rebase(p)
+        }
+        if let Some(p) = cfg.lock.sim_state_file.as_mut() {
             rebase(p)
         }
         rebase(&mut cfg.audit.path);
@@ -451,6 +463,13 @@ impl Config {
                 return Err(invalid(path, "lock", "backend = \"gpiocdev\" needs line = \"GPIO17\" (a line name) or an offset with chip = \"/dev/gpiochip0\""))
             }
             _ => {}
+        }
+        if l.sim_state_file.is_some() && l.backend != LockBackend::Simulated {
+            return Err(invalid(
+                path,
+                "lock",
+                "sim_state_file is for backend = \"simulated\" only; remove it",
+            ));
         }
         if l.unlock_ms == 0 || l.unlock_ms > l.max_unlock_ms {
             return Err(invalid(
@@ -559,7 +578,33 @@ impl Config {
                 return Err(invalid(path, "gallery", "admin_keys/watch need store = \"FILE\" (the encrypted gallery, e.g. /var/lib/facegate/gallery.store)"));
             }
             if g.sites().is_empty() {
-                return Err(invalid(path, "gallery", "admin_keys/watch need site = \"NAME\" (or device_id): bundles name the door they are for"));
+                return Err(invalid(path, "gallery", "admin_keys/watch need site = \"NAME\" (or device_id): bundles name the door they are for; choose a name unique to this door (e.g. \"hq-floor2-east\") and sign its bundles for that name"));
+            }
+        }
+        // issue 10 finding 13: a name shared by every installed door lets a bundle signed for
+        // one door import on all of them (only bundles read it: checked when they are enabled).
+        let bundles = !g.admin_keys.is_empty() || !g.watch.is_empty();
+        for (key, v) in [("site", &g.site), ("device_id", &g.device_id)] {
+            let v = v.as_ref().filter(|_| bundles);
+            let Some(v) = v else { continue };
+            if v.trim().is_empty() {
+                return Err(invalid(
+                    path,
+                    "gallery",
+                    format!("{key} is empty: name this door (unique to it), or remove the key"),
+                ));
+            }
+            if SHIPPED_SITES.contains(&v.trim()) {
+                return Err(invalid(
+                    path,
+                    "gallery",
+                    format!(
+                        "{key} = {v:?} is the example name shipped with facegate, the same on every \
+                         door: a bundle signed for one such door would import on all of them; set \
+                         {key} to a name unique to this door (e.g. \"hq-floor2-east\") and sign its \
+                         bundles for that name"
+                    ),
+                ));
             }
         }
         if !g.watch.is_empty() && g.admin_keys.is_empty() {

@@ -15,15 +15,50 @@
 //!                                                        v
 //!                                         audit (durable) ─> DoorController::unlock
 //! ```
+//!
+//! # Start order (issue 10 finding 2)
+//!
+//! [`Daemon::with_inputs`] first starts the [`DoorController`], which drives the relay to the
+//! locked level (de-energised for a fail-secure strike), and installs the panic guard; only then
+//! does it take the state lock ([`StateLock`]), open the audit log, load the models, decrypt
+//! the store and start the watcher. Whatever fails after the first step, the relay has been
+//! driven; the unit's `ExecStopPost=facegate lock safe` drives it again after any exit,
+//! including SIGKILL and OOM kills, which run no code of ours.
+//!
+//! # When the audit log cannot be written (issue 10 finding 5)
+//!
+//! An unlock happens only after its decision record is durable. If the append fails (a full
+//! disk, an I/O error), the daemon
+//!
+//! * refuses the unlock (no unaudited face unlock, ever), and queues a `decision` record with
+//!   `reason: "audit_unavailable"`;
+//! * raises an alarm: an `ALARM` line in the log at the first failure, `STATUS=` to systemd,
+//!   [`Daemon::audit_fault`], and [`RunSummary::refused_unaudited`];
+//! * keeps every record it could not write in memory (up to [`MAX_PENDING`], oldest dropped
+//!   and counted) and retries at every later record, reopening the log if a failed write left
+//!   it unusable; the first record that gets through is `audit_recovered` (the error, how
+//!   many records were queued and lost), followed by the queued records with their original
+//!   time in `queued_at`;
+//! * keeps running and keeps the exit button working: egress is life safety and must not
+//!   depend on a disk; the button's records are queued like the rest. The watchdog is still
+//!   petted: a restart cannot free a disk, and the door is locked and safe meanwhile.
+//!
+//! # Panics elsewhere (issue 10 finding 9)
+//!
+//! A panic in any thread trips the door controller's panic guard (relay de-energised, unlocks
+//! refused). The loop checks [`DoorController::emergency`] every turn (at most
+//! `frame_timeout_ms` apart), audits `emergency` with the panic's thread and message, stops
+//! petting the watchdog and returns an error, so `facegate run` exits non-zero and systemd
+//! restarts it.
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditError, AuditLog};
 use crate::camera::replay::{Pacing, ReplaySource};
 use crate::camera::supervisor::{CameraEvent, Opener, Supervisor, SupervisorConfig};
 use crate::camera::v4l2::{V4l2Config, V4l2Source};
 use crate::camera::{CameraError, FrameSource};
 use crate::config::{CameraKind, Config, LockBackend, SafeStateConfig};
 use crate::door::controller::{
-    install_panic_guard, DoorConfig, DoorController, DoorInputs, SafeState,
+    install_panic_guard, DoorConfig, DoorController, DoorEventKind, DoorInputs, SafeState,
 };
 use crate::door::lock::LockOutput;
 use crate::door::policy::{Decision, Evidence, Liveness, Policy, PolicySettings};
@@ -31,8 +66,10 @@ use crate::error::{Error, Result};
 use crate::face::quality::Quality;
 use crate::face::{FaceEngine, FaceModels};
 use crate::gallery::{Gallery, Person};
+use crate::statelock::StateLock;
 use image::RgbImage;
 use serde_json::json;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -76,7 +113,12 @@ pub struct RunSummary {
     pub camera_losses: u64,
     /// Processing time per frame (detect to decision), for figures.
     pub processing: Vec<Duration>,
+    /// Face unlocks refused because their decision record could not be made durable.
+    pub refused_unaudited: u64,
 }
+
+/// Most audit records kept in memory while the log cannot be written.
+pub const MAX_PENDING: usize = 1024;
 
 pub struct Daemon {
     cfg: Config,
@@ -90,6 +132,16 @@ pub struct Daemon {
     liveness: Box<dyn LivenessCheck>,
     /// USB enrollment watcher (`[gallery] watch`); imports run in its thread.
     enroll: Option<crate::enroll::watch::WatchHandle>,
+    /// The last audit error while records cannot be written (the alarm), else `None`.
+    audit_fault: Option<String>,
+    /// Records not written yet (with `queued_at`), oldest first.
+    pending: VecDeque<(String, serde_json::Value)>,
+    /// Records dropped from a full `pending` queue since the fault began.
+    lost: u64,
+    /// Face unlocks refused for want of a durable record (copied into the summary).
+    refused_unaudited: u64,
+    /// One writer for the audit log and the store while the daemon runs (dropped last).
+    _state_lock: StateLock,
 }
 
 /// The door controller's settings from `[lock]`.
@@ -110,9 +162,13 @@ pub fn lock_output(cfg: &Config) -> Result<Box<dyn LockOutput>> {
     let l = &cfg.lock;
     let err = |e: crate::door::lock::LockError| Error::Invalid(format!("[lock] {e}"));
     Ok(match l.backend {
-        LockBackend::Simulated => {
-            Box::new(crate::door::sim::SimulatedOutput::new("simulated relay"))
-        }
+        LockBackend::Simulated => match &l.sim_state_file {
+            None => Box::new(crate::door::sim::SimulatedOutput::new("simulated relay")),
+            Some(path) => Box::new(crate::door::sim::SimulatedOutput::with_state_file(
+                "simulated relay",
+                path,
+            )),
+        },
         LockBackend::Rppal => Box::new(
             crate::door::rppal_out::RppalOutput::new(l.pin.expect("validated"), l.active_low)
                 .map_err(err)?,
@@ -239,21 +295,25 @@ impl Daemon {
     }
 
     /// Like [`new`](Self::new), with a door contact and/or exit button.
+    ///
+    /// The relay is driven to the locked level before anything else (see the
+    /// [module documentation](self#start-order-issue-10-finding-2)).
     pub fn with_inputs(
         cfg: Config,
         lock: Box<dyn LockOutput>,
         inputs: DoorInputs,
         camera: Opener,
     ) -> Result<Daemon> {
+        let door = DoorController::start_with_inputs(lock, door_config(&cfg), inputs)
+            .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
+        install_panic_guard(&door);
+        let state_lock = StateLock::acquire(&cfg, "run")?;
+        let audit =
+            AuditLog::open(&cfg.audit.path).map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
         let models = FaceModels::load(&cfg.model_options())?;
         let gallery = enrol_from_config(&cfg, &models)?;
         let (gallery, enroll) = crate::enroll::watch::start_for_daemon(&cfg, &models, gallery)?;
         let engine = models.engine()?;
-        let door = DoorController::start_with_inputs(lock, door_config(&cfg), inputs)
-            .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
-        install_panic_guard(&door);
-        let audit =
-            AuditLog::open(&cfg.audit.path).map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
         let camera = Supervisor::new(
             camera,
             SupervisorConfig {
@@ -278,6 +338,11 @@ impl Daemon {
             camera,
             liveness: Box::new(NoLiveness),
             enroll,
+            audit_fault: None,
+            pending: VecDeque::new(),
+            lost: 0,
+            refused_unaudited: 0,
+            _state_lock: state_lock,
         })
     }
 
@@ -301,6 +366,12 @@ impl Daemon {
         &self.door
     }
 
+    /// The audit alarm: `Some(error)` while records cannot be written (face unlocks are
+    /// refused meanwhile), `None` when the log is healthy.
+    pub fn audit_fault(&self) -> Option<&str> {
+        self.audit_fault.as_deref()
+    }
+
     /// Swaps in the gallery of a finished USB import and audits imports and rejections
     /// (never blocks: the import itself runs in the watcher thread).
     fn poll_enroll(&mut self) {
@@ -319,10 +390,128 @@ impl Daemon {
         }
     }
 
-    fn audit(&mut self, event: &str, fields: serde_json::Value) {
-        if let Err(e) = self.audit.append(event, fields) {
-            log::error!("audit log {}: {e}", self.cfg.audit.path.display());
+    /// Appends a record; `true` when it (and every record queued before it) is durable. On
+    /// failure the record is queued and the alarm raised (see the
+    /// [module documentation](self#when-the-audit-log-cannot-be-written-issue-10-finding-5)).
+    fn audit(&mut self, event: &str, fields: serde_json::Value) -> bool {
+        if self.audit_fault.is_some() && !self.flush_pending() {
+            self.queue(event, fields);
+            return false;
         }
+        match self.append_now(event, fields.clone()) {
+            Ok(_) => true,
+            Err(e) => {
+                self.raise_alarm(&e);
+                self.queue(event, fields);
+                false
+            }
+        }
+    }
+
+    /// One append; a log left unusable by an earlier failed write is reopened (it continues
+    /// its chain from the last complete record) and tried once more.
+    fn append_now(
+        &mut self,
+        event: &str,
+        fields: serde_json::Value,
+    ) -> std::result::Result<u64, AuditError> {
+        match self.audit.append(event, fields.clone()) {
+            Err(AuditError::Broken { .. }) => {
+                self.audit = AuditLog::open(&self.cfg.audit.path)?;
+                self.audit.append(event, fields)
+            }
+            other => other,
+        }
+    }
+
+    /// Writes `audit_recovered` and the queued records; `true` when all went through.
+    fn flush_pending(&mut self) -> bool {
+        let Some(fault) = self.audit_fault.clone() else {
+            return true;
+        };
+        let recovered = json!({"error": fault, "queued": self.pending.len(), "lost": self.lost, "refused_unlocks": self.refused_unaudited});
+        if let Err(e) = self.append_now("audit_recovered", recovered) {
+            self.raise_alarm(&e);
+            return false;
+        }
+        log::warn!(
+            "audit log {} is writable again; writing {} queued records ({} lost)",
+            self.cfg.audit.path.display(),
+            self.pending.len(),
+            self.lost
+        );
+        self.audit_fault = None;
+        self.lost = 0;
+        while let Some((event, fields)) = self.pending.pop_front() {
+            if let Err(e) = self.append_now(&event, fields.clone()) {
+                self.pending.push_front((event, fields));
+                self.raise_alarm(&e);
+                return false;
+            }
+        }
+        if self.cfg.daemon.watchdog {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("running")]);
+        }
+        true
+    }
+
+    fn queue(&mut self, event: &str, mut fields: serde_json::Value) {
+        if let serde_json::Value::Object(m) = &mut fields {
+            m.insert(
+                "queued_at".into(),
+                json!(format!("{:.6}", jiff::Timestamp::now())),
+            );
+        }
+        if self.pending.len() == MAX_PENDING {
+            self.pending.pop_front();
+            self.lost += 1;
+        }
+        self.pending.push_back((event.to_string(), fields));
+    }
+
+    fn raise_alarm(&mut self, e: &AuditError) {
+        let first = self.audit_fault.is_none();
+        self.audit_fault = Some(e.to_string());
+        if first {
+            log::error!(
+                "ALARM: {e}; face unlocks are refused until records can be written again (the \
+                 exit button still works; records are kept in memory and retried)"
+            );
+            if self.cfg.daemon.watchdog {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(
+                    "ALARM: the audit log cannot be written: face unlocks are refused",
+                )]);
+            }
+        } else {
+            log::error!("still failing: {e}");
+        }
+    }
+
+    /// The panic guard tripped: audit it, release the door, and say why the daemon exits.
+    fn emergency_exit(&mut self, summary: &RunSummary) -> Error {
+        let what = self
+            .door
+            .health()
+            .panic
+            .unwrap_or_else(|| "a panic in this process".into());
+        log::error!(
+            "door controller in emergency release after {what}; exiting so that systemd restarts the daemon"
+        );
+        self.audit(
+            "emergency",
+            json!({"panic": what, "frames": summary.frames, "unlocks": summary.unlocks.len()}),
+        );
+        if self.cfg.daemon.watchdog {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        }
+        if let Err(e) = self.door.shutdown() {
+            log::error!("asserting the safe state after the panic: {e}");
+        }
+        Error::Invalid(format!(
+            "the door controller is in emergency release after {what}: the relay is de-energised \
+             and the daemon exits so that systemd restarts it (Restart=always); report the panic \
+             with the log"
+        ))
     }
 
     /// Runs until `stop` is set, the replay ends, or `daemon.max_frames` frames were seen.
@@ -380,9 +569,18 @@ impl Daemon {
                 }
                 CameraEvent::Finished => break,
             }
+            if self.door.emergency() {
+                return Err(self.emergency_exit(&summary));
+            }
             self.poll_enroll();
             for ev in self.door.drain_events() {
-                self.audit("door", json!({ "event": format!("{:?}", ev.kind) }));
+                let fields = match &ev.kind {
+                    DoorEventKind::ContactAtStart { open } => {
+                        json!({ "event": "ContactAtStart", "door_open": open })
+                    }
+                    kind => json!({ "event": format!("{kind:?}") }),
+                };
+                self.audit("door", fields);
             }
             // Pet the watchdog only while frames flow: a stuck camera gets us restarted.
             if watchdog
@@ -399,6 +597,10 @@ impl Daemon {
         if watchdog {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         }
+        if self.door.emergency() {
+            return Err(self.emergency_exit(&summary));
+        }
+        summary.refused_unaudited = self.refused_unaudited;
         self.audit(
             "stop",
             json!({ "frames": summary.frames, "unlocks": summary.unlocks.len() }),
@@ -463,11 +665,26 @@ impl Daemon {
                 distance,
                 frames,
             } => {
-                // The record is durable before the door opens.
-                self.audit(
+                // The record is durable before the door opens; without it, no unlock.
+                let durable = self.audit(
                     "decision",
                     json!({"decision": "unlock", "person": id, "distance": distance, "frames": frames, "frame": seq, "liveness": self.liveness.name()}),
                 );
+                if !durable {
+                    // The unlock record is queued (written if the log recovers) as refused.
+                    if let Some((_, serde_json::Value::Object(f))) = self.pending.back_mut() {
+                        f.insert("decision".into(), json!("deny"));
+                        f.insert("reason".into(), json!("audit_unavailable"));
+                    }
+                    self.refused_unaudited += 1;
+                    summary.denials += 1;
+                    log::error!(
+                        "ALARM: NOT unlocking for {id} (distance {distance:.3}): the decision \
+                         record cannot be made durable ({})",
+                        self.audit_fault.as_deref().unwrap_or("unknown error")
+                    );
+                    return Ok(());
+                }
                 match self.door.unlock() {
                     Ok(_) => {
                         let latency = captured.elapsed();

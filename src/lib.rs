@@ -22,5 +22,6 @@ pub mod imageio;
 pub mod metrics;
 pub mod models;
 pub mod plot;
+pub mod statelock;
 
 pub use error::{Error, Result};

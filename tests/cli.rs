@@ -164,3 +164,56 @@ fn setup_detects_only_a_libclang_bindgen_can_load() {
         assert_eq!(detect(&format!("{head}{cpp}{usable}")), 0, "{usable}");
     }
 }
+
+/// Issue 10 finding 2: `facegate lock safe` (the unit's ExecStopPost=) only opens the lock
+/// output and de-energises it: no models (a missing model directory does not matter), and an
+/// audit log that cannot be continued (here a damaged last record) is reported but does not
+/// stop it, nor is the log touched.
+#[test]
+fn lock_safe_releases_the_relay_without_models_even_when_the_audit_log_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("door.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[camera]\nsource = \"replay\"\nreplay_dir = \"{}\"\n\n[gallery]\n\
+             [[gallery.person]]\nid = \"lmm\"\nphotos = [\"{}\"]\n\n[lock]\n\
+             backend = \"simulated\"\nsafe_state = \"locked\"\nsim_state_file = \"relay.state\"\n\n\
+             [audit]\npath = \"audit.jsonl\"\n",
+            common::fixture("clip/hamilton").display(),
+            face("lin-manuel-miranda.png").display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("relay.state");
+    std::fs::write(&state, "energised\n").unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    std::fs::write(&audit, "this is not an audit record\n").unwrap();
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let (code, out, err) = facegate(&[
+        "--models",
+        "/nonexistent/models",
+        "lock",
+        "safe",
+        "--config",
+        &cfg_s,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("de-energised"), "{out}");
+    assert!(err.contains("not audited"), "{err}");
+    assert_eq!(
+        facegate::door::sim::read_state_file(&state),
+        Some(false),
+        "{out}{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&audit).unwrap(),
+        "this is not an audit record\n"
+    );
+    // with a healthy log, the action is on record
+    std::fs::remove_file(&audit).unwrap();
+    let (code, out, err) = facegate(&["lock", "safe", "--config", &cfg_s]);
+    assert_eq!(code, 0, "{out}{err}");
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert!(log.contains("\"lock_safe\""), "{log}");
+}

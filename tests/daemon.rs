@@ -412,3 +412,524 @@ fn the_exit_button_opens_the_door_and_is_audited() {
     let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert!(text.contains("ExitRequest"), "{text}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10: fail-secure under faults (findings 2, 5, 9, 11, 13).
+
+/// The recording, looped and processed frame by frame (no real-time skipping), so the daemon
+/// keeps running until it is killed; a simulated relay whose level survives the process in
+/// `relay.state`; a long unlock pulse. Returns the config path.
+fn looping_config_with_state_file(dir: &Path, who: &[(&str, &str)], lock_extra: &str) -> PathBuf {
+    let _ = config(dir, who, "");
+    let path = dir.join("facegate.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "replay_realtime = false",
+            "replay_realtime = false\nreplay_loop = true",
+        )
+        .replace(
+            &format!("unlock_ms = {PULSE_MS}"),
+            &format!("sim_state_file = \"relay.state\"\n{lock_extra}"),
+        );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Waits until `f` holds (every 20 ms) or `timeout` passes.
+fn wait_until(timeout: Duration, f: impl Fn() -> bool) -> bool {
+    let t0 = Instant::now();
+    while !f() {
+        if t0.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Waits for a child process with a deadline; kills it (and fails) when it does not exit.
+fn wait_exit(child: &mut std::process::Child, timeout: Duration, what: &str) -> i32 {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if t0.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The unit's `ExecStopPost=` command line, as systemd would run it for `config`.
+fn exec_stop_post(config: &Path) -> std::process::Command {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/facegate.service"),
+    )
+    .unwrap();
+    let line = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ExecStopPost="))
+        .expect("deploy/facegate.service has an ExecStopPost= line");
+    // systemd's prefixes: '-' (ignore failure), '@', ':', '+', '!'
+    let line = line.trim_start_matches(['-', '@', ':', '+', '!']);
+    let mut words = line.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/bin/facegate"), "{line}");
+    let mut cmd = common::facegate_command();
+    for w in words {
+        if w == "/etc/facegate/facegate.toml" {
+            cmd.arg(config);
+        } else {
+            cmd.arg(w);
+        }
+    }
+    cmd
+}
+
+/// Issue 10 finding 2: a SIGKILL during a pulse runs no code of the daemon, so the pin keeps
+/// its level (the strike stays unlocked); the unit's `ExecStopPost=` command (`facegate lock
+/// safe`), run as systemd runs it after any exit, drives it back to the safe level and audits
+/// the kill.
+#[test]
+fn a_sigkill_during_a_pulse_is_made_safe_by_the_units_exec_stop_post() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = looping_config_with_state_file(
+        dir.path(),
+        &[("lmm", "lin-manuel-miranda.png")],
+        "unlock_ms = 20000\nmax_unlock_ms = 30000",
+    );
+    let state = dir.path().join("relay.state");
+    let read = facegate::door::sim::read_state_file;
+    let mut child = common::facegate_command()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let opened = wait_until(Duration::from_secs(90), || read(&state) == Some(true));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(opened, "the enrolled person never unlocked the door");
+    // The finding: nothing released the relay.
+    assert_eq!(read(&state), Some(true), "a killed process keeps the pin");
+
+    let out = exec_stop_post(&path)
+        .env("SERVICE_RESULT", "signal")
+        .env("EXIT_CODE", "killed")
+        .env("EXIT_STATUS", "KILL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        read(&state),
+        Some(false),
+        "safe level after ExecStopPost: {text}"
+    );
+    // audited, with systemd's account of the exit, and the chain still verifies
+    let audit = dir.path().join("audit.jsonl");
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let last = log.lines().last().unwrap();
+    assert!(
+        last.contains("\"lock_safe\"") && last.contains("\"exit_status\":\"KILL\""),
+        "{last}"
+    );
+    assert!(facegate::audit::verify(&audit).unwrap().is_intact());
+}
+
+/// Issue 10 finding 2: the daemon drives the safe level before it loads models, the store or
+/// the camera, so a start that fails (here on a corrupt store) leaves the relay safe even if it
+/// was energised before (a previous run killed mid-pulse).
+#[test]
+fn a_start_that_fails_on_a_broken_store_leaves_the_relay_at_the_safe_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = looping_config_with_state_file(dir.path(), &[("lmm", "lin-manuel-miranda.png")], "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[gallery]\n", "[gallery]\nstore = \"gallery.store\"\n");
+    std::fs::write(&path, text).unwrap();
+    std::fs::write(dir.path().join("gallery.store"), b"not a facegate store\n").unwrap();
+    std::fs::write(dir.path().join("device.key"), [7u8; 32]).unwrap();
+    let state = dir.path().join("relay.state");
+    std::fs::write(&state, "energised\n").unwrap();
+    let out = common::facegate_command()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("gallery.store"), "fails on the store: {err}");
+    assert_eq!(
+        facegate::door::sim::read_state_file(&state),
+        Some(false),
+        "{err}"
+    );
+    // and the relay was driven before the models were loaded
+    let relay = err.find("relay de-energised").expect("relay driven");
+    let store = err.find("gallery.store").unwrap();
+    assert!(relay < store, "{err}");
+}
+
+/// Name of the environment variable that selects a child scenario of this test binary.
+const CHILD: &str = "FACEGATE_TEST_CHILD";
+
+/// Runs this test binary again with only `test` selected and [`CHILD`] = `test`: the child runs
+/// its fault scenario in a process of its own (a panic hook and resource limits are
+/// process-wide, and the other tests of this binary run in parallel threads).
+fn run_child(test: &str, envs: &[(&str, &Path)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn child_output(child: std::process::Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "--- child stdout\n{}\n--- child stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Issue 10 finding 9: a panic in a thread other than the frame loop (here a test thread,
+/// during an unlock pulse) releases the relay and makes `facegate run` exit non-zero (systemd
+/// restarts it), with the panic in the audit log. Before, the emergency state latched forever
+/// while the daemon kept running (and petting the watchdog).
+#[test]
+fn a_panic_in_another_thread_releases_the_relay_and_the_daemon_exits_non_zero() {
+    const NAME: &str = "a_panic_in_another_thread_releases_the_relay_and_the_daemon_exits_non_zero";
+    if std::env::var(CHILD).as_deref() == Ok(NAME) {
+        let path = PathBuf::from(std::env::var_os("FACEGATE_TEST_CONFIG").unwrap());
+        let state = path.parent().unwrap().join("relay.state");
+        std::thread::Builder::new()
+            .name("worker-under-test".into())
+            .spawn(move || {
+                if wait_until(Duration::from_secs(90), || {
+                    facegate::door::sim::read_state_file(&state) == Some(true)
+                }) {
+                    panic!("simulated bug in a worker thread");
+                }
+            })
+            .unwrap();
+        let code = match facegate::cli::run_daemon(&path) {
+            Ok(c) => i32::from(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        };
+        std::process::exit(code);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = looping_config_with_state_file(
+        dir.path(),
+        &[("lmm", "lin-manuel-miranda.png")],
+        "unlock_ms = 20000\nmax_unlock_ms = 30000",
+    );
+    let mut child = run_child(NAME, &[("FACEGATE_TEST_CONFIG", &path)]);
+    let code = wait_exit(&mut child, Duration::from_secs(120), "daemon after a panic");
+    let out = child_output(child);
+    assert_eq!(code, 2, "non-zero exit after the panic\n{out}");
+    assert!(out.contains("emergency release"), "{out}");
+    assert_eq!(
+        facegate::door::sim::read_state_file(&dir.path().join("relay.state")),
+        Some(false),
+        "relay released\n{out}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let emergency = log
+        .lines()
+        .find(|l| l.contains("\"emergency\""))
+        .unwrap_or_else(|| panic!("no emergency record:\n{log}"));
+    assert!(
+        emergency.contains("worker-under-test") && emergency.contains("simulated bug"),
+        "{emergency}"
+    );
+}
+
+/// Sets this process's file size limit (bytes) and ignores SIGXFSZ, so that a write past it
+/// fails with EFBIG like a write to a full disk, instead of killing the process.
+fn limit_file_size(bytes: libc::rlim_t) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls with valid pointers to a local.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim), 0);
+        lim.rlim_cur = bytes.min(lim.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
+    }
+}
+
+/// The recording, then an idle camera; `finished` is set when the recording has ended.
+struct ThenIdleFlag(Box<dyn FrameSource>, Arc<AtomicBool>);
+
+impl FrameSource for ThenIdleFlag {
+    fn next_frame(&mut self, timeout: Duration) -> Result<Option<Frame>, CameraError> {
+        match self.0.next_frame(timeout) {
+            Err(CameraError::Finished) => {
+                self.1.store(true, Ordering::SeqCst);
+                std::thread::sleep(timeout.min(Duration::from_millis(50)));
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+/// Issue 10 finding 5: while the audit log cannot be written (a full disk: the file size limit
+/// makes every append fail, as ENOSPC does), the enrolled person is NOT let in (no unaudited
+/// unlock), the alarm is raised, and the exit button still opens the door. Once writes work
+/// again, the next record brings the log back: `audit_recovered`, then the queued records
+/// (the refused unlock, the button press), and the chain verifies. Before, the daemon logged
+/// the error and unlocked anyway.
+#[test]
+fn a_full_disk_refuses_face_unlocks_keeps_the_exit_button_and_recovers() {
+    const NAME: &str = "a_full_disk_refuses_face_unlocks_keeps_the_exit_button_and_recovers";
+    if std::env::var(CHILD).as_deref() != Ok(NAME) {
+        let child = run_child(NAME, &[]);
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "--- child stdout\n{stdout}\n--- child stderr\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    // The child: everything below runs in a process of its own.
+    let _ = env_logger::builder().is_test(true).try_init();
+    use facegate::door::controller::DoorInputs;
+    use facegate::door::sim::SimulatedInput;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &[("lmm", "lin-manuel-miranda.png")], "");
+    let audit = dir.path().join("audit.jsonl");
+    let log = TransitionLog::new();
+    let out = SimulatedOutput::with_log("test relay", log.clone());
+    let (button, handle) = SimulatedInput::new("exit button");
+    let inputs = DoorInputs {
+        door_contact: None,
+        exit_button: Some(Box::new(button)),
+    };
+    let finished = Arc::new(AtomicBool::new(false));
+    let f = finished.clone();
+    let opener =
+        Box::new(move || Ok(Box::new(ThenIdleFlag(clip(), f.clone())) as Box<dyn FrameSource>));
+    // The disk fills up: the lock file's few bytes fit, no audit record does.
+    limit_file_size(64);
+    let mut daemon = Daemon::with_inputs(cfg, Box::new(out), inputs, opener).unwrap();
+    let l = log.clone();
+    let script = std::thread::spawn(move || {
+        // a person leaves through the door while the disk is full
+        std::thread::sleep(Duration::from_millis(300));
+        handle.press(Duration::from_millis(150));
+        assert!(wait_until(Duration::from_secs(5), || l
+            .energised_periods()
+            .len()
+            == 1
+            && l.energised() == Some(false)));
+        // the recording (Miranda asking to come in) has been seen in full
+        assert!(wait_until(Duration::from_secs(60), || finished.load(Ordering::SeqCst)));
+        std::thread::sleep(Duration::from_millis(300));
+        // space is freed; the next record (a second exit) brings the log back
+        limit_file_size(libc::RLIM_INFINITY);
+        handle.press(Duration::from_millis(150));
+        assert!(wait_until(Duration::from_secs(5), || l
+            .energised_periods()
+            .len()
+            == 2
+            && l.energised() == Some(false)));
+    });
+    let stop = AtomicBool::new(false);
+    let summary = std::thread::scope(|s| {
+        let stopper = s.spawn(|| {
+            let r = script.join();
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, Ordering::SeqCst);
+            r
+        });
+        let summary = daemon.run(&stop).unwrap();
+        if let Err(p) = stopper.join().unwrap() {
+            std::panic::resume_unwind(p);
+        }
+        summary
+    });
+    assert!(
+        summary.unlocks.is_empty(),
+        "no unaudited unlock: {summary:?}"
+    );
+    assert!(summary.refused_unaudited >= 1, "{summary:?}");
+    assert_eq!(
+        log.energised_periods().len(),
+        2,
+        "exactly the two exit button pulses: {:?}",
+        log.transitions()
+    );
+    assert!(daemon.audit_fault().is_none(), "the alarm clears");
+    let report = facegate::audit::verify(&audit).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let recovered = text.find("\"audit_recovered\"").expect("recovery audited");
+    let refused = text
+        .lines()
+        .find(|l| l.contains("\"audit_unavailable\""))
+        .unwrap_or_else(|| panic!("the refused unlock is on record:\n{text}"));
+    assert!(
+        refused.contains("\"person\":\"lmm\"")
+            && refused.contains("\"decision\":\"deny\"")
+            && refused.contains("\"queued_at\""),
+        "{refused}"
+    );
+    assert!(text.find(refused).unwrap() > recovered);
+    assert_eq!(text.matches("ExitRequest").count(), 2, "{text}");
+    assert!(!text.contains("\"decision\":\"unlock\""), "{text}");
+}
+
+/// Issue 10 finding 11: one writer for the audit log and the store. While the daemon holds
+/// the state lock, `staff remove`, `enroll import` and `lock test` refuse, naming the daemon's
+/// pid and the fix; `lock safe` still drives the relay (without writing the audit log). After
+/// the daemon stops, `lock test` runs.
+#[test]
+fn the_cli_writers_refuse_while_the_daemon_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &[("lmm", "lin-manuel-miranda.png")], "");
+    let path = dir.path().join("facegate.toml");
+    let (daemon, _log) = clip_daemon(cfg);
+    let audit = dir.path().join("audit.jsonl");
+    let before = std::fs::read(&audit).unwrap_or_default();
+    let cli = |args: &[&str]| {
+        let out = common::facegate_command()
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    let bundle = bundle.to_string_lossy().to_string();
+    for args in [
+        &["staff", "remove", "lmm"][..],
+        &["enroll", "import", &bundle][..],
+        &["lock", "test"][..],
+    ] {
+        let (code, text) = cli(args);
+        assert_eq!(code, Some(2), "{args:?}: {text}");
+        let lock = std::fs::canonicalize(dir.path())
+            .unwrap()
+            .join("facegate.lock");
+        for needle in [
+            lock.display().to_string(),
+            format!("the facegate daemon (pid {})", std::process::id()),
+            "systemctl stop facegate".to_string(),
+        ] {
+            assert!(
+                text.contains(&needle),
+                "{args:?}: {text:?} lacks {needle:?}"
+            );
+        }
+    }
+    let (code, text) = cli(&["lock", "safe"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("not audited"), "{text}");
+    assert_eq!(
+        std::fs::read(&audit).unwrap_or_default(),
+        before,
+        "no second writer"
+    );
+    drop(daemon);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&format!("unlock_ms = {PULSE_MS}"), "unlock_ms = 100");
+    std::fs::write(&path, text).unwrap();
+    let (code, text) = cli(&["lock", "test"]);
+    assert_eq!(code, Some(0), "{text}");
+}
+
+/// Issue 10 finding 13: the door contact's state at start is audited (a door found open, e.g.
+/// wedged or forced while the daemon was down, is on record).
+#[test]
+fn the_door_contact_state_at_start_is_audited() {
+    use facegate::door::controller::DoorInputs;
+    use facegate::door::sim::SimulatedInput;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &[("lacamoire", "alex-lacamoire.png")], "");
+    let (contact, door) = SimulatedInput::new("door contact");
+    door.set_active(true); // open when the daemon starts
+    let inputs = DoorInputs {
+        door_contact: Some(Box::new(contact)),
+        exit_button: None,
+    };
+    let out = SimulatedOutput::new("test relay");
+    let mut daemon =
+        Daemon::with_inputs(cfg, Box::new(out), inputs, Box::new(|| Ok(clip()))).unwrap();
+    daemon.run(&AtomicBool::new(false)).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("ContactAtStart"))
+        .unwrap_or_else(|| panic!("no contact record:\n{text}"));
+    assert!(line.contains("\"door_open\":true"), "{line}");
+}
+
+/// Issue 10 finding 13: the shipped configuration names no site (a name shared by every door
+/// would let a bundle signed for one door import on all); a door with admin keys must name
+/// itself, and the example name the package shipped before is refused, with the fix.
+#[test]
+fn the_shipped_site_is_not_shared_by_every_door() {
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/facegate.toml"))
+            .unwrap();
+    let key = facegate::enroll::SecretKey::generate()
+        .unwrap()
+        .public()
+        .base64;
+    let with_key = shipped.replace("admin_keys = []", &format!("admin_keys = [\"{key}\"]"));
+    assert_ne!(with_key, shipped);
+    let e = load_err(&with_key);
+    assert!(
+        e.contains("site") && e.contains("unique to this door"),
+        "{e}"
+    );
+    let old = with_key.replace("[gallery]\n", "[gallery]\nsite = \"hq-front-door\"\n");
+    let e = load_err(&old);
+    assert!(e.contains("hq-front-door") && e.contains("every"), "{e}");
+    let named = with_key.replace("[gallery]\n", "[gallery]\nsite = \"hq-floor2-east\"\n");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("door.toml");
+    std::fs::write(&p, named).unwrap();
+    let cfg = Config::load(&p).unwrap();
+    assert_eq!(cfg.gallery.sites(), ["hq-floor2-east"]);
+}

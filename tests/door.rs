@@ -332,6 +332,13 @@ fn door_contact_reports_open_and_forced_open() {
     .unwrap();
     std::thread::sleep(50 * MS);
     assert_eq!(door.health().door_open, Some(false));
+    // issue 10 finding 13: the state at start is reported (and audited by the daemon)
+    let at_start: Vec<_> = door.drain_events().into_iter().map(|e| e.kind).collect();
+    assert_eq!(
+        at_start,
+        [DoorEventKind::ContactAtStart { open: false }],
+        "{at_start:?}"
+    );
     door_state.set_active(true);
     std::thread::sleep(100 * MS);
     assert_eq!(door.health().door_open, Some(true));

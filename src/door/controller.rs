@@ -48,8 +48,10 @@
 //! weak reference, so it does nothing once the controller is gone. With `panic = "abort"` the
 //! hook still runs (it runs before the abort) but the unwinding fallback does not.
 //!
-//! After a panic the controller stays latched in the emergency state ([`Health::emergency`]):
-//! the daemon should exit and let systemd restart it.
+//! After a panic the controller stays latched in the emergency state ([`Health::emergency`],
+//! [`DoorController::emergency`]), with the panicking thread and message in
+//! [`Health::panic`]: the daemon checks it every turn of its loop, audits it and exits
+//! non-zero, so that systemd restarts it (issue 10 finding 9).
 //!
 //! # Ownership
 //!
@@ -238,6 +240,11 @@ pub enum DoorEventKind {
     OutputRecovered,
     /// An input could not be read.
     InputFault(String),
+    /// The door contact's first debounced reading after start: whether the door was open.
+    ContactAtStart {
+        /// `true` = the door was open when the controller started.
+        open: bool,
+    },
 }
 
 /// A [`DoorEventKind`] with the time it happened.
@@ -268,6 +275,8 @@ pub struct Health {
     pub last_error: Option<String>,
     /// The panic guard tripped: the relay is held de-energised and unlocks are refused.
     pub emergency: bool,
+    /// The panic that tripped it: thread name, message and location (if it was recorded).
+    pub panic: Option<String>,
     /// The controller is shut down.
     pub stopped: bool,
     /// The debounced door contact (`None` without a contact input).
@@ -296,6 +305,7 @@ struct Shared {
     schedule: Mutex<Schedule>,
     wake: Condvar,
     emergency: AtomicBool,
+    panic: Mutex<Option<String>>,
     health: Mutex<Health>,
     events: Mutex<VecDeque<DoorEvent>>,
     config: DoorConfig,
@@ -445,6 +455,7 @@ impl DoorController {
             schedule: Mutex::new(Schedule::default()),
             wake: Condvar::new(),
             emergency: AtomicBool::new(false),
+            panic: Mutex::new(None),
             health: Mutex::new(Health {
                 output: description,
                 state: DoorState::Locked,
@@ -454,6 +465,7 @@ impl DoorController {
                 total_failures: 0,
                 last_error: None,
                 emergency: false,
+                panic: None,
                 stopped: false,
                 door_open: None,
                 unlocks: 0,
@@ -518,7 +530,14 @@ impl DoorController {
     pub fn health(&self) -> Health {
         let mut h = relock(&self.shared.health).clone();
         h.emergency = self.shared.emergency.load(Ordering::SeqCst);
+        h.panic = relock(&self.shared.panic).clone();
         h
+    }
+
+    /// `true` once a panic anywhere in the process tripped the panic guard (latched): the
+    /// relay is held de-energised and unlocks are refused. Cheap: one atomic load.
+    pub fn emergency(&self) -> bool {
+        self.shared.emergency.load(Ordering::SeqCst)
     }
 
     /// Takes the events observed since the last call (the queue keeps the latest 256).
@@ -576,7 +595,7 @@ pub fn install_panic_guard(controller: &DoorController) {
     std::panic::set_hook(Box::new(move |info| {
         if !CONTAINED_PANIC.with(|c| c.get()) {
             if let Some(shared) = weak.upgrade() {
-                emergency_release(&shared);
+                emergency_release(&shared, describe_panic(info));
             }
         }
         previous(info);
@@ -597,8 +616,39 @@ pub fn contain_panic<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     r
 }
 
-fn emergency_release(shared: &Shared) {
+/// "thread 'name' panicked at file:line: message", for the daemon's log and audit record.
+fn describe_panic(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let msg = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string payload)");
+    let thread = std::thread::current();
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let mut text = format!(
+        "thread '{}' panicked{at}: {msg}",
+        thread.name().unwrap_or("<unnamed>")
+    );
+    if text.len() > 1000 {
+        let mut cut = 1000;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+fn emergency_release(shared: &Shared, what: String) {
     use std::io::Write;
+    // Never block in the hook: keep the first panic's description if the lock is busy.
+    if let Ok(mut p) = shared.panic.try_lock() {
+        p.get_or_insert(what);
+    }
     shared.emergency.store(true, Ordering::SeqCst);
     shared.wake.notify_all();
     for _ in 0..50 {
@@ -887,6 +937,16 @@ impl Worker {
         if let Some(contact) = self.contact.as_mut() {
             if let Some((old, open)) = contact.poll(now, debounce, &self.shared) {
                 relock(&self.shared.health).door_open = Some(open);
+                if old.is_none() {
+                    // The first reading: audited, so that a door found open (wedged, forced
+                    // while the daemon was down) is on record (issue 10 finding 13).
+                    if open {
+                        log::warn!("door: open at start");
+                    } else {
+                        log::info!("door: closed at start");
+                    }
+                    self.shared.event(DoorEventKind::ContactAtStart { open });
+                }
                 if old.is_some() {
                     if open {
                         // A door opened while locked, beyond a short grace after a relock

@@ -4,8 +4,11 @@
 //! * fail-secure (`safe_state = "locked"`): de-energised = locked; unlocking energises.
 //! * fail-safe (`safe_state = "unlocked"`): de-energised = unlocked; locking energises.
 //!
-//! No code runs after SIGKILL or a power cut, so the wiring must make "relay de-energised" the
-//! door's safe state. The software asserts that state at start, on SIGINT/SIGTERM and on panic.
+//! No code of the daemon runs after SIGKILL or a power cut, and a GPIO pin keeps its level when
+//! its process dies, so the wiring must make "relay de-energised" the door's safe state. The
+//! software asserts that state at start (before anything else), on SIGINT/SIGTERM, on panic,
+//! and, from a separate process, after any exit of the daemon: `facegate lock safe`, the
+//! unit's `ExecStopPost=` ([`wiring_check::drive_safe`](super::wiring_check::drive_safe)).
 
 /// Error from a lock output, naming the device and the fix.
 #[derive(Debug, thiserror::Error)]

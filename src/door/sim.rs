@@ -18,6 +18,12 @@
 //! The log can also inject write failures ([`TransitionLog::fail_next_writes`]) so the
 //! controller's retry and health reporting can be exercised without hardware.
 //!
+//! With a *state file* ([`SimulatedOutput::with_state_file`], `[lock] sim_state_file`), every
+//! transition is also written to a file (`energised` or `de-energised`, atomically), which
+//! outlives the process like a real GPIO pin keeps its level after SIGKILL: the tests of
+//! `facegate lock safe` (the unit's `ExecStopPost=`) read it from another process
+//! ([`read_state_file`]).
+//!
 //! [`SimulatedInput`] is the matching door input (door contact, request-to-exit button): its
 //! [`SimulatedInputHandle`] sets the level from the test or demo.
 //!
@@ -26,6 +32,7 @@
 //! * No "relay energised" lines in the output: the log level is below `info`; run with
 //!   `RUST_LOG=info` (or `RUST_LOG=facegate::door=info`).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -142,6 +149,25 @@ pub struct SimulatedOutput {
     name: String,
     log: TransitionLog,
     level: Option<bool>,
+    state_file: Option<PathBuf>,
+}
+
+/// The text a state file holds for a level.
+fn state_text(energised: bool) -> &'static str {
+    if energised {
+        "energised\n"
+    } else {
+        "de-energised\n"
+    }
+}
+
+/// The level a simulated relay's state file records (`None`: no file, or not a level).
+pub fn read_state_file(path: &Path) -> Option<bool> {
+    match std::fs::read_to_string(path).ok()?.trim() {
+        "energised" => Some(true),
+        "de-energised" => Some(false),
+        _ => None,
+    }
 }
 
 impl SimulatedOutput {
@@ -156,7 +182,16 @@ impl SimulatedOutput {
             name: name.into(),
             log,
             level: None,
+            state_file: None,
         }
+    }
+
+    /// A simulated relay whose level is also written to `path` at every transition (a pin
+    /// that keeps its level after the process dies). The first write always writes the file.
+    pub fn with_state_file(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        let mut out = Self::new(name);
+        out.state_file = Some(path.into());
+        out
     }
 
     /// A handle on the transition log (clone it before moving the output into a controller).
@@ -178,6 +213,17 @@ impl LockOutput for SimulatedOutput {
         if self.level == Some(energised) {
             return Ok(());
         }
+        if let Some(path) = &self.state_file {
+            crate::fsutil::write_atomic(path, state_text(energised).as_bytes(), 0o644).map_err(
+                |e| LockError {
+                    device: self.describe(),
+                    reason: format!(
+                        "cannot record the level in the state file: {e}; \
+                         make its directory writable or change [lock] sim_state_file"
+                    ),
+                },
+            )?;
+        }
         let at = Instant::now();
         self.log.lock().push(Transition { at, energised });
         self.level = Some(energised);
@@ -194,7 +240,14 @@ impl LockOutput for SimulatedOutput {
     }
 
     fn describe(&self) -> String {
-        format!("simulated relay \"{}\"", self.name)
+        match &self.state_file {
+            None => format!("simulated relay \"{}\"", self.name),
+            Some(p) => format!(
+                "simulated relay \"{}\" (state in {})",
+                self.name,
+                p.display()
+            ),
+        }
     }
 }
 

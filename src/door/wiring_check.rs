@@ -3,7 +3,9 @@
 //! unlock pulse through the [`DoorController`], waits for the relock and reports what the
 //! controller saw. The installer watches the relay and the door while it runs.
 //!
-//! The daemon must be stopped first: a GPIO line has one owner at a time. SIGINT/SIGTERM during
+//! The daemon must be stopped first: a GPIO line has one owner at a time, and the audit log one
+//! writer (`facegate lock test` refuses while the daemon holds the state lock,
+//! [`statelock`](crate::statelock)). SIGINT/SIGTERM during
 //! the pulse relock the door before the command exits. The test is written to the audit log
 //! (`lock_test`), like every other movement of the door.
 
@@ -151,5 +153,87 @@ fn event_name(kind: &DoorEventKind) -> String {
         DoorEventKind::OutputFault(e) => format!("output_fault: {e}"),
         DoorEventKind::OutputRecovered => "output_recovered".into(),
         DoorEventKind::InputFault(e) => format!("input_fault: {e}"),
+        DoorEventKind::ContactAtStart { open } => {
+            format!(
+                "contact_at_start: {}",
+                if *open { "open" } else { "closed" }
+            )
+        }
     }
+}
+
+/// What `facegate lock safe` did.
+#[derive(Debug, Clone)]
+pub struct SafeReport {
+    /// The output's description.
+    pub output: String,
+    /// Attempts until the write succeeded.
+    pub attempts: u32,
+    /// Whether the record went to the audit log, or why not.
+    pub audit: std::result::Result<u64, String>,
+}
+
+/// `facegate lock safe`: opens the configured lock output and drives it to the safe
+/// (de-energised) level, nothing else: no models, no store, no camera, so it works when the
+/// daemon cannot start. The unit runs it after every exit of the daemon (`ExecStopPost=`), so
+/// a SIGKILL, an OOM kill or an abort in the middle of a pulse cannot leave a fail-secure
+/// strike energised (issue 10 finding 2).
+///
+/// De-energised is what a stopped daemon leaves, as on a power cut: locked for a fail-secure
+/// strike, released for a fail-safe maglock (see [`controller`](super::controller)).
+///
+/// The relay is driven first; then the action is audited (`lock_safe`, with systemd's
+/// `$SERVICE_RESULT`, `$EXIT_CODE` and `$EXIT_STATUS` when set, so a kill of the daemon is on
+/// record) if this process gets the state lock. An audit log that cannot be written, or a
+/// daemon holding the lock, is reported but does not fail the command: the relay is what
+/// matters here. Errors only when the relay could not be written.
+pub fn drive_safe(cfg: &Config) -> Result<SafeReport> {
+    let mut output = crate::daemon::lock_output(cfg)?;
+    let description = output.describe();
+    let mut attempts = 0;
+    let mut last = None;
+    for delay_ms in [0u64, 50, 100, 200, 400] {
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        attempts += 1;
+        match output.set_energised(false) {
+            Ok(()) => {
+                last = None;
+                break;
+            }
+            Err(e) => {
+                log::error!("lock safe: {e} (attempt {attempts})");
+                last = Some(e);
+            }
+        }
+    }
+    drop(output);
+    if let Some(e) = last {
+        return Err(Error::Invalid(format!(
+            "[lock] could not drive the safe level after {attempts} attempts: {e}"
+        )));
+    }
+    let audit = audit_safe(cfg, &description, attempts);
+    Ok(SafeReport {
+        output: description,
+        attempts,
+        audit,
+    })
+}
+
+fn audit_safe(cfg: &Config, output: &str, attempts: u32) -> std::result::Result<u64, String> {
+    use crate::statelock::{LockFailure, StateLock};
+    let _lock = StateLock::try_acquire(cfg, "lock safe").map_err(|f| match f {
+        LockFailure::Held(m) => format!("not audited (the writer is running): {m}"),
+        LockFailure::Other(m) => format!("not audited: {m}"),
+    })?;
+    let env = |k: &str| std::env::var(k).ok();
+    let fields = json!({
+        "output": output, "energised": false, "attempts": attempts,
+        "service_result": env("SERVICE_RESULT"), "exit_code": env("EXIT_CODE"),
+        "exit_status": env("EXIT_STATUS"),
+    });
+    let mut log =
+        crate::audit::AuditLog::open(&cfg.audit.path).map_err(|e| format!("not audited: {e}"))?;
+    log.append("lock_safe", fields)
+        .map_err(|e| format!("not audited: {e}"))
 }
