@@ -253,7 +253,7 @@ impl Daemon {
             .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
         install_panic_guard(&door);
         let audit =
-            AuditLog::open(&cfg.audit.path).map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
+            AuditLog::open_for_config(&cfg).map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
         let camera = Supervisor::new(
             camera,
             SupervisorConfig {

@@ -22,5 +22,6 @@ pub mod imageio;
 pub mod metrics;
 pub mod models;
 pub mod plot;
+pub mod seal;
 
 pub use error::{Error, Result};
