@@ -370,8 +370,6 @@ pub struct AuditLog {
 /// What [`AuditLog::open`] read before appending anything.
 struct Opened {
     log: AuditLog,
-    /// The file did not exist.
-    created: bool,
     /// A torn fragment that was cut off (to be recorded).
     torn: Option<Vec<u8>>,
     /// Hash of the line with the requested number, if the log has it.
@@ -424,7 +422,6 @@ impl AuditLog {
         let sealed = seal.state().audit;
         let Opened {
             mut log,
-            created,
             torn,
             line_hash_at,
         } = AuditLog::open_inner(path, sealed.as_ref().map(|h| h.seq))?;
@@ -474,7 +471,7 @@ impl AuditLog {
                 log.seal_head()?;
             }
             Some(h) => {
-                let status = if found.seq == 0 && created {
+                let status = if found.seq == 0 {
                     SealStatus::Missing { sealed: h.clone() }
                 } else if found.seq < h.seq {
                     SealStatus::Truncated {
@@ -617,7 +614,6 @@ impl AuditLog {
         }
         Ok(Opened {
             log,
-            created,
             torn,
             line_hash_at,
         })
@@ -822,8 +818,9 @@ pub fn scan(path: &Path) -> std::io::Result<LogFacts> {
             return Ok(facts);
         }
         facts.records += 1;
-        let is_import = contains(&buf, import.as_bytes());
-        if !is_import && !(facts.sealed_at.is_none() && contains(&buf, sealed.as_bytes())) {
+        let wanted = contains(&buf, import.as_bytes())
+            || (facts.sealed_at.is_none() && contains(&buf, sealed.as_bytes()));
+        if !wanted {
             continue;
         }
         let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&buf) else {

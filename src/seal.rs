@@ -333,6 +333,12 @@ impl Seal {
         })?;
         let tag = hex::encode(mac(&self.key, body.as_bytes()).finalize().into_bytes());
         let text = format!("{body}\n{MAC_PREFIX}{tag}\n");
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| SealError {
+                path: self.path.clone(),
+                reason: format!("cannot create its directory: {e}"),
+            })?;
+        }
         crate::fsutil::write_atomic(&self.path, text.as_bytes(), 0o600).map_err(|e| SealError {
             path: self.path.clone(),
             reason: format!(

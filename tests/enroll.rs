@@ -1112,3 +1112,64 @@ fn store_without_seal_is_adopted_only_if_it_predates_seals() {
     let msg = store.load(&encoder()).expect_err("refused").to_string();
     assert!(msg.contains("seal") && msg.contains("missing"), "{msg}");
 }
+
+/// Issue 10 finding 4, at the daemon: a start on a truncated audit log records an
+/// `audit_tamper` record carrying both heads and the daemon starts (it does not refuse to
+/// run, which would let anyone with the SD card lock staff out).
+#[test]
+fn daemon_start_records_a_truncated_audit_log_and_runs() {
+    let env = env();
+    let cfg_path = env.root.join("facegate.toml");
+    std::fs::write(
+        &cfg_path,
+        "[camera]\nsource = \"replay\"\nreplay_dir = \"frames\"\n\
+         [lock]\nbackend = \"simulated\"\nsafe_state = \"locked\"\n\
+         [audit]\npath = \"audit.jsonl\"\n[daemon]\nwatchdog = false\n\
+         [gallery]\nstore = \"door/gallery.store\"\nkey_file = \"door/device.key\"\n",
+    )
+    .expect("config");
+    let cfg = facegate::config::Config::load(&cfg_path).expect("config loads");
+    let start = |cfg: &facegate::config::Config| {
+        let opener: facegate::camera::supervisor::Opener =
+            Box::new(|| Ok(Box::new(Idle) as Box<dyn facegate::camera::FrameSource>));
+        facegate::daemon::Daemon::new(
+            cfg.clone(),
+            Box::new(facegate::door::sim::SimulatedOutput::new("relay")),
+            opener,
+        )
+        .expect("daemon starts")
+    };
+    drop(start(&cfg));
+    let audit = env.root.join("audit.jsonl");
+    {
+        let mut log = facegate::audit::AuditLog::open_for_config(&cfg).expect("log");
+        for i in 0..5 {
+            log.append(
+                "decision",
+                serde_json::json!({"decision": "unlock", "frame": i}),
+            )
+            .expect("append");
+        }
+    }
+    let text = std::fs::read_to_string(&audit).expect("log");
+    let kept: Vec<&str> = text.lines().take(3).collect();
+    std::fs::write(&audit, kept.join("\n") + "\n").expect("truncate");
+    drop(env.store);
+    drop(start(&cfg));
+    let text = std::fs::read_to_string(&audit).expect("log");
+    let last: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("a record")).expect("json");
+    assert_eq!(last["event"], "audit_tamper", "{text}");
+    assert_eq!(last["fields"]["problem"], "truncated");
+    assert_eq!(last["fields"]["sealed_seq"], 6);
+    assert_eq!(last["fields"]["found_seq"], 3);
+    let (out, tampered) = facegate::audit::check_log(
+        &audit,
+        Some((
+            &env.root.join("door/gallery.store.seal"),
+            &env.root.join("door/device.key"),
+        )),
+    )
+    .expect("verify");
+    assert!(!tampered && out.contains("1 audit_tamper record"), "{out}");
+}
