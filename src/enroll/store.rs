@@ -141,10 +141,10 @@ impl DeviceKey {
     /// Reads an existing key; never creates one (`facegate audit verify`).
     pub fn load(path: &Path) -> Result<DeviceKey, EnrollError> {
         if std::fs::symlink_metadata(path).is_err() {
-            return Err(EnrollError::Store {
-                path: path.to_path_buf(),
-                reason: "the device key is missing: restore it from backup".into(),
-            });
+            return Err(EnrollError::Key(format!(
+                "device key {} is missing: restore it from backup (it authenticates the seal)",
+                path.display()
+            )));
         }
         DeviceKey::load_or_create(path, &[])
     }
