@@ -1212,6 +1212,15 @@ pub fn check_log(log: &Path, seal: Option<(&Path, &Path)>) -> Result<(String, bo
     match &report {
         None => {}
         Some(r) => match &r.first_bad {
+            None if status.is_tampering() => {
+                out += &format!(
+                    "{}: the chain of the {} records present is intact (head {}), but the seal \
+                     disagrees:\n",
+                    log.display(),
+                    r.records,
+                    r.head
+                )
+            }
             None => {
                 out += &format!(
                     "{}: intact, {} records, head {}\n",

@@ -534,7 +534,6 @@ fn truncated_log_is_detected_by_verify() {
     assert!(cut_head.is_intact(), "the chain alone cannot see it");
 
     let (text, tampered) = s.check();
-    eprintln!("{text}");
     assert!(tampered, "{text}");
     for needle in [
         "TAMPERED",
