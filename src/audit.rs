@@ -15,8 +15,33 @@
 //!   object. Never a photo: string values longer than [`MAX_STRING_FIELD`] bytes are refused.
 //! * `prev`: hex SHA-256 of the previous line's bytes (without its newline); the first record
 //!   has [`GENESIS_PREV`] (64 zeros).
-//! * `hash`: hex SHA-256 of `prev` followed by the canonical JSON of the record without `hash`
-//!   ([`canonical_json`]: keys sorted, no whitespace), see [`record_hash`].
+//! * `hash`: hex SHA-256 of the line's own bytes up to `prev`'s closing quote, i.e. everything
+//!   before `,"hash":"`; see [`render_line`] and [`line_hash`].
+//!
+//! # The canonical form (issue 10 finding 3)
+//!
+//! The hash covers **the exact bytes written**, never a re-serialisation of parsed values. The
+//! first version hashed `prev` + the canonical JSON of the *parsed* record ([`record_hash`]);
+//! that re-serialises numbers, and a float written as its shortest decimal does not always
+//! parse back to the same `f64` (serde_json without `float_roundtrip`: 12 % of `f32`
+//! distances), so untouched records were reported as edited and a daemon whose last record
+//! held such a value refused to start. Hashing bytes cannot drift: no parser, formatter,
+//! library upgrade or platform takes part in checking a record, only SHA-256 over what is on
+//! disk. The rejected alternatives: `float_roundtrip` alone (still depends on the formatter
+//! and parser being exact inverses forever; serde_json has changed its float formatter
+//! before), or a fixed number format (every writer and reader would have to agree on it,
+//! including `null` for NaN).
+//!
+//! Logs written by the first version stay verifiable: a record whose `hash` is not the hash of
+//! its bytes is checked with [`record_hash`], and serde_json is built with `float_roundtrip`
+//! so that re-serialising its numbers is exact. Both forms are keyless, so accepting either
+//! gives a forger nothing.
+//!
+//! Non-finite numbers cannot be written: `serde_json` turns NaN and ±infinity into `null`
+//! when the fields are built (`json!({"distance": f32::NAN})` is `{"distance":null}`), so a
+//! NaN distance is recorded as `null`, valid JSON that hashes like any other value. Negative
+//! zero is kept (`-0.0`), subnormal and huge values are written as their shortest round-trip
+//! decimal.
 //!
 //! # Mechanism and durability
 //!
@@ -38,9 +63,30 @@
 //! reordered lines, inserted or duplicated lines (`seq` goes back) and a line whose `prev` does
 //! not match the line before it (a line edited *with* a recomputed hash is reported at the
 //! following line). A hash chain has no secret: someone able to rewrite the file can rewrite
-//! the tail from the tampered point onwards, or drop the last records, undetectably. Anchor the
-//! chain outside the box: export [`AuditLog::head`] (seq and hash) periodically (e.g. over MQTT
-//! or to a remote syslog) and compare.
+//! the tail from the tampered point onwards, or drop the last records. Anchor the chain outside
+//! the box: export [`AuditLog::head`] (seq and hash) periodically (e.g. over MQTT or to a
+//! remote syslog) and compare.
+//!
+//! # The sealed head (issue 10 finding 4)
+//!
+//! On the door the head is also kept in the sealed state ([`crate::seal`]), authenticated with
+//! the device key and written atomically after every append ([`AuditLog::open_for_config`]).
+//! The seal is written *after* the record is durable, so after a power cut the log may be one
+//! record ahead of the seal, never behind it: a log that ends before the sealed head, whose
+//! record at the sealed `seq` is another one, or that is missing while the seal remembers a
+//! head, was truncated, replaced or deleted ([`SealStatus`]). Records after the sealed head
+//! are reported as not yet sealed, not as tampering.
+//!
+//! `facegate audit verify LOG --config FILE` reports such a log as tampering, naming both
+//! heads. The daemon notices it at start, appends an `audit_tamper` record carrying both heads
+//! (evidence inside the chain), seals the new head and **keeps running**: refusing to start
+//! would let anyone with the SD card lock staff out, and the truncation has already happened;
+//! what matters is that it is recorded and cannot be hidden again (removing the `audit_tamper`
+//! record is itself a truncation). A deleted seal while the log says it was sealed
+//! (an `audit_sealed` record) is recorded the same way (`seal_missing`).
+//!
+//! Without a `[gallery] store` there is no device key: the log then runs unsealed, with a
+//! warning at every start (see [`crate::seal`] for why no key is created for it).
 //!
 //! # Ownership
 //!
@@ -53,12 +99,16 @@
 //! * "permission denied": the service user must own the log directory; the shipped unit allows
 //!   writes to `/var/log/facegate` only (`ReadWritePaths=`).
 //! * "the last record ... is damaged" at start: run `facegate audit verify FILE` to see where the
-//!   chain breaks, keep the file as evidence, move it aside and start a new chain.
+//!   chain breaks, keep the file as evidence, move it aside and start a new chain. With a seal,
+//!   the new chain begins with an `audit_tamper` record (`missing`) naming the old head, which
+//!   links it to the file you kept.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::seal::{Head, LogFacts, Seal};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -88,6 +138,13 @@ pub mod events {
     pub const STAFF_REMOVED: &str = "staff_removed";
     /// A torn final line (power loss during a write) was cut off at open; the fragment is kept.
     pub const TORN_TAIL_RECOVERED: &str = "torn_tail_recovered";
+    /// The log was sealed for the first time (its head is kept in the sealed state from now on).
+    pub const AUDIT_SEALED: &str = "audit_sealed";
+    /// At open the log did not match its sealed head (truncated, replaced, missing) or the seal
+    /// was missing; carries both heads.
+    pub const AUDIT_TAMPER: &str = "audit_tamper";
+    /// A signed bundle was imported (`version` is the bundle version).
+    pub const ENROLL_IMPORT: &str = "enroll_import";
 }
 
 /// Errors from the audit log, naming the file, the cause and the fix.
@@ -121,6 +178,9 @@ pub enum AuditError {
     /// A field cannot be logged.
     #[error("audit record: {0}")]
     Field(String),
+    /// The sealed state could not be read, authenticated or written.
+    #[error("{0}")]
+    Seal(String),
     /// An earlier write failed and could not be rolled back.
     #[error(
         "audit log {}: an earlier write failed and the file could not be truncated back to the \
@@ -185,8 +245,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The `hash` of a record: hex SHA-256 of `prev` followed by the canonical JSON of the record
-/// with its `hash` key removed.
+/// The first version's `hash` of a record: hex SHA-256 of `prev` followed by the canonical
+/// JSON of the record with its `hash` key removed. Still accepted when verifying (logs
+/// written before issue 10); new records use [`line_hash`].
 pub fn record_hash(record: &Map<String, Value>) -> String {
     let mut without = record.clone();
     without.remove("hash");
@@ -197,15 +258,52 @@ pub fn record_hash(record: &Map<String, Value>) -> String {
     hex::encode(h.finalize())
 }
 
-/// The parts of a parsed record that the chain needs.
-struct Parsed {
-    seq: u64,
-    prev: String,
-    hash: String,
-    own_hash_ok: bool,
+/// The `hash` of a record line: hex SHA-256 of the bytes before `,"hash":"` (see
+/// [`render_line`]).
+pub fn line_hash(prefix: &[u8]) -> String {
+    sha256_hex(prefix)
 }
 
-fn parse_record(line: &[u8]) -> Result<Parsed, String> {
+/// One record line exactly as [`AuditLog::append`] writes it (without the newline): keys in
+/// the documented order, values as [`canonical_json`], and `hash` = [`line_hash`] of the bytes
+/// before it.
+pub fn render_line(seq: u64, time: &str, event: &str, fields: &Value, prev: &str) -> String {
+    let mut line = format!(
+        "{{\"seq\":{seq},\"time\":{},\"event\":{},\"fields\":{},\"prev\":{}",
+        Value::from(time),
+        Value::from(event),
+        canonical_json(fields),
+        Value::from(prev)
+    );
+    let hash = line_hash(line.as_bytes());
+    line.push_str(",\"hash\":\"");
+    line.push_str(&hash);
+    line.push_str("\"}");
+    line
+}
+
+/// `true` if `line` ends with `,"hash":"<hash>"}` and `hash` is the hash of what precedes it.
+fn bytes_hash_ok(line: &[u8], hash: &str) -> bool {
+    let suffix = format!(",\"hash\":\"{hash}\"}}");
+    hash.len() == 64
+        && line.ends_with(suffix.as_bytes())
+        && line_hash(&line[..line.len() - suffix.len()]) == hash
+}
+
+/// What a record line says about itself ([`parse_line`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineInfo {
+    pub seq: u64,
+    pub event: String,
+    pub prev: String,
+    pub hash: String,
+    /// `hash` matches the line (its bytes, or for a first-version record [`record_hash`]).
+    pub own_hash_ok: bool,
+}
+
+/// Parses one record line (without its newline) and checks its own hash; `Err` if it is not
+/// a record. This is the check [`verify`] and [`AuditLog::open`] apply to every line.
+pub fn parse_line(line: &[u8]) -> Result<LineInfo, String> {
     let v: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON ({e})"))?;
     let Value::Object(m) = v else {
         return Err("not a JSON object".into());
@@ -222,16 +320,19 @@ fn parse_record(line: &[u8]) -> Result<Parsed, String> {
     if !m.get("fields").is_some_and(Value::is_object) {
         return Err("no object `fields`".into());
     }
-    let prev = m["prev"].as_str().unwrap_or_default().to_string();
-    let hash = m["hash"].as_str().unwrap_or_default().to_string();
-    let own_hash_ok = record_hash(&m) == hash;
-    Ok(Parsed {
+    let text = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+    let (event, prev, hash) = (text("event"), text("prev"), text("hash"));
+    let own_hash_ok = bytes_hash_ok(line, &hash) || record_hash(&m) == hash;
+    Ok(LineInfo {
         seq,
+        event,
         prev,
         hash,
         own_hash_ok,
     })
 }
+
+use parse_line as parse_record;
 
 fn check_fields(v: &Value, path: &str) -> Result<(), AuditError> {
     match v {
@@ -260,13 +361,175 @@ pub struct AuditLog {
     prev: String,
     len: u64,
     broken: bool,
+    /// The sealed state the head is written to after every append (`None`: unsealed).
+    seal: Option<Arc<Seal>>,
+    /// What [`open_sealed`](Self::open_sealed) found wrong, if anything (`truncated`, …).
+    tamper_at_open: Option<&'static str>,
+}
+
+/// What [`AuditLog::open`] read before appending anything.
+struct Opened {
+    log: AuditLog,
+    /// A torn fragment that was cut off (to be recorded).
+    torn: Option<Vec<u8>>,
+    /// Hash of the line with the requested number, if the log has it.
+    line_hash_at: Option<String>,
 }
 
 impl AuditLog {
     /// Opens (or creates) the log at `path`, checks the last record and continues its chain.
-    /// A torn final line is cut off and recorded (see the [module docs](self)).
+    /// A torn final line is cut off and recorded (see the [module docs](self)). The head is
+    /// not sealed: the daemon and the CLI use [`open_for_config`](Self::open_for_config).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, AuditError> {
-        let path = path.as_ref().to_path_buf();
+        let Opened { mut log, torn, .. } = AuditLog::open_inner(path.as_ref(), None)?;
+        if let Some(fragment) = torn {
+            log.record_torn(&fragment)?;
+        }
+        Ok(log)
+    }
+
+    /// Opens the log as the configuration says: sealed with the device key when a
+    /// `[gallery] store` is configured ([`open_sealed`](Self::open_sealed)), otherwise
+    /// unsealed with a warning.
+    pub fn open_for_config(cfg: &crate::config::Config) -> Result<Self, AuditError> {
+        let path = &cfg.audit.path;
+        let Some(p) = crate::seal::SealPaths::of(cfg) else {
+            log::warn!(
+                "audit log {}: NOT SEALED: no [gallery] store (and so no device key) is \
+                 configured, so a truncated or deleted log cannot be detected on the door; \
+                 configure a store, or export the head (`facegate audit verify`) off the door",
+                path.display()
+            );
+            return AuditLog::open(path);
+        };
+        let seal_err = |e: String| AuditError::Seal(format!("audit log {}: {e}", path.display()));
+        let key = crate::enroll::store::DeviceKey::load_or_create(
+            &p.key,
+            &[("store", &p.store), ("sealed state", &p.seal)],
+        )
+        .map_err(|e| seal_err(e.to_string()))?;
+        let seal = Seal::open(&p.seal, &key, Some(path)).map_err(|e| seal_err(e.to_string()))?;
+        AuditLog::open_sealed(path, seal)
+    }
+
+    /// Opens the log and compares it with the head kept in `seal`; after every append the new
+    /// head is sealed. A log shorter than its sealed head, replaced, or missing while the seal
+    /// remembers a head is recorded as an `audit_tamper` record carrying both heads, and the
+    /// chain continues from the log's actual tail (see the [module docs](self) for why the
+    /// daemon keeps running). [`tamper_at_open`](Self::tamper_at_open) tells what was found.
+    pub fn open_sealed(path: impl AsRef<Path>, seal: Arc<Seal>) -> Result<Self, AuditError> {
+        let path = path.as_ref();
+        let sealed = seal.state().audit;
+        let Opened {
+            mut log,
+            torn,
+            line_hash_at,
+        } = AuditLog::open_inner(path, sealed.as_ref().map(|h| h.seq))?;
+        let found = Head {
+            seq: log.next_seq - 1,
+            hash: log.prev.clone(),
+        };
+        let seal_path = seal.path().display().to_string();
+        log.seal = Some(seal.clone());
+        let mut finding: Option<(&'static str, Value)> = None;
+        match &sealed {
+            None => {
+                let facts = scan(path).map_err(|source| AuditError::Io {
+                    path: path.to_path_buf(),
+                    action: "read",
+                    source,
+                })?;
+                finding = Some(match facts.sealed_at {
+                    Some(since) => (
+                        "seal_missing",
+                        serde_json::json!({
+                            "problem": "seal_missing", "seal": seal_path, "sealed_since_seq": since,
+                            "found_seq": found.seq, "found_hash": found.hash,
+                            "fix": "the seal was deleted or replaced by an empty one: restore it from backup to check the log against it; records may have been removed before this point",
+                        }),
+                    ),
+                    None => (
+                        "",
+                        serde_json::json!({
+                            "seal": seal_path, "head_seq": found.seq, "head_hash": found.hash,
+                            "max_version": seal.state().max_version,
+                        }),
+                    ),
+                });
+            }
+            Some(h) if *h == found => {}
+            Some(h) if h.seq < found.seq && line_hash_at.as_deref() == Some(h.hash.as_str()) => {
+                // Written after the last seal (a power cut between the append and the seal).
+                log::warn!(
+                    "audit log {}: {} record(s) after the sealed head (seq {}) were not sealed \
+                     (power cut after an append?); sealing the head at seq {}",
+                    path.display(),
+                    found.seq - h.seq,
+                    h.seq,
+                    found.seq
+                );
+                log.seal_head()?;
+            }
+            Some(h) => {
+                let status = if found.seq == 0 {
+                    SealStatus::Missing { sealed: h.clone() }
+                } else if found.seq < h.seq {
+                    SealStatus::Truncated {
+                        sealed: h.clone(),
+                        found: found.clone(),
+                    }
+                } else {
+                    SealStatus::Replaced {
+                        sealed: h.clone(),
+                        found: Head {
+                            seq: h.seq,
+                            hash: line_hash_at.clone().unwrap_or_default(),
+                        },
+                    }
+                };
+                log::error!("audit log {}: TAMPERING: {status}", path.display());
+                finding = Some((
+                    status.kind(),
+                    serde_json::json!({
+                        "problem": status.kind(), "seal": seal_path,
+                        "sealed_seq": h.seq, "sealed_hash": h.hash,
+                        "found_seq": found.seq, "found_hash": found.hash,
+                        "fix": "keep the log and the seal as evidence and compare with an exported head (MQTT, remote syslog); the chain continues from the records that are left",
+                    }),
+                ));
+            }
+        }
+        if let Some(fragment) = torn {
+            log.record_torn(&fragment)?;
+        }
+        match finding {
+            Some(("", fields)) => {
+                log.append(events::AUDIT_SEALED, fields)?;
+            }
+            Some((kind, fields)) => {
+                if kind == "seal_missing" {
+                    log::error!(
+                        "audit log {}: TAMPERING: the seal {seal_path} is missing but the log was \
+                         sealed before; recording it",
+                        path.display()
+                    );
+                }
+                log.tamper_at_open = Some(kind);
+                log.append(events::AUDIT_TAMPER, fields)?;
+            }
+            None => {}
+        }
+        Ok(log)
+    }
+
+    /// What [`open_sealed`](Self::open_sealed) recorded as tampering: `truncated`, `replaced`,
+    /// `missing`, `seal_missing`; `None` if the log matched its seal.
+    pub fn tamper_at_open(&self) -> Option<&'static str> {
+        self.tamper_at_open
+    }
+
+    fn open_inner(path: &Path, want_line: Option<u64>) -> Result<Opened, AuditError> {
+        let path = path.to_path_buf();
         let io = |action: &'static str| {
             let path = path.clone();
             move |source| AuditError::Io {
@@ -291,7 +554,8 @@ impl AuditLog {
             }
         }
         let len = file.metadata().map_err(io("stat"))?.len();
-        let tail = read_tail(&mut file, len).map_err(io("read the tail"))?;
+        let (tail, line_hash_at) =
+            read_tail(&mut file, len, want_line).map_err(io("read the tail"))?;
 
         let mut log = AuditLog {
             path: path.clone(),
@@ -300,6 +564,8 @@ impl AuditLog {
             prev: GENESIS_PREV.to_string(),
             len,
             broken: false,
+            seal: None,
+            tamper_at_open: None,
         };
         let mut torn: Option<Vec<u8>> = None;
         let last_line: Option<(u64, Vec<u8>)> = match tail {
@@ -346,21 +612,29 @@ impl AuditLog {
             log.next_seq = p.seq + 1;
             log.prev = sha256_hex(&line);
         }
-        if let Some(fragment) = torn {
-            let text = String::from_utf8_lossy(&fragment);
-            let mut cut = text.len().min(MAX_STRING_FIELD);
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            log.append(
-                events::TORN_TAIL_RECOVERED,
-                serde_json::json!({ "bytes": fragment.len(), "fragment": &text[..cut] }),
-            )?;
-        }
-        Ok(log)
+        Ok(Opened {
+            log,
+            torn,
+            line_hash_at,
+        })
     }
 
-    /// Appends one record and makes it durable (`sync_data`) before returning its `seq`.
+    fn record_torn(&mut self, fragment: &[u8]) -> Result<(), AuditError> {
+        let text = String::from_utf8_lossy(fragment);
+        let mut cut = text.len().min(MAX_STRING_FIELD);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.append(
+            events::TORN_TAIL_RECOVERED,
+            serde_json::json!({ "bytes": fragment.len(), "fragment": &text[..cut] }),
+        )?;
+        Ok(())
+    }
+
+    /// Appends one record and makes it durable (`sync_data`) before returning its `seq`; on a
+    /// sealed log the new head is then sealed. If only the seal fails, the record is on disk
+    /// and the error says so.
     ///
     /// `fields` must be a JSON object (or `null` for none).
     pub fn append(&mut self, event: &str, fields: Value) -> Result<u64, AuditError> {
@@ -387,27 +661,7 @@ impl AuditLog {
         check_fields(&fields, "fields")?;
         let time = format!("{:.6}", jiff::Timestamp::now());
 
-        let mut record = Map::new();
-        record.insert("seq".into(), Value::from(self.next_seq));
-        record.insert("time".into(), Value::String(time));
-        record.insert("event".into(), Value::String(event.to_string()));
-        record.insert("fields".into(), fields);
-        record.insert("prev".into(), Value::String(self.prev.clone()));
-        let hash = record_hash(&record);
-        record.insert("hash".into(), Value::String(hash));
-
-        // Human-friendly key order; the hash does not depend on it.
-        let mut line = String::from("{");
-        for (i, key) in ["seq", "time", "event", "fields", "prev", "hash"]
-            .into_iter()
-            .enumerate()
-        {
-            if i > 0 {
-                line.push(',');
-            }
-            line.push_str(&format!("\"{key}\":{}", canonical_json(&record[key])));
-        }
-        line.push('}');
+        let mut line = render_line(self.next_seq, &time, event, &fields, &self.prev);
         let line_hash = sha256_hex(line.as_bytes());
         line.push('\n');
 
@@ -415,7 +669,27 @@ impl AuditLog {
         self.prev = line_hash;
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.seal_head()?;
         Ok(seq)
+    }
+
+    /// Writes the current head to the seal (no-op when unsealed).
+    fn seal_head(&mut self) -> Result<(), AuditError> {
+        let Some(seal) = &self.seal else {
+            return Ok(());
+        };
+        let head = Head {
+            seq: self.next_seq - 1,
+            hash: self.prev.clone(),
+        };
+        let seq = head.seq;
+        seal.update(|s| s.audit = Some(head)).map_err(|e| {
+            AuditError::Seal(format!(
+                "audit log {}: record {seq} was written, but its head could not be sealed: {e}; \
+                 until the seal is written again, removing records after it would go unnoticed",
+                self.path.display()
+            ))
+        })
     }
 
     fn write_raw(&mut self, bytes: &[u8]) -> Result<(), AuditError> {
@@ -451,6 +725,11 @@ impl AuditLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The seal the head is kept in, if any.
+    pub fn seal(&self) -> Option<&Arc<Seal>> {
+        self.seal.as_ref()
+    }
 }
 
 enum Tail {
@@ -467,11 +746,16 @@ enum Tail {
     },
 }
 
-/// Reads the last line (and, if the file does not end with a newline, the fragment after it).
-/// Line numbers need a count of newlines, which costs one sequential read of the file.
-fn read_tail(file: &mut File, len: u64) -> std::io::Result<Tail> {
+/// Reads the last line (and, if the file does not end with a newline, the fragment after it),
+/// and the hash of complete line number `want_line` if there is one. Line numbers need a count
+/// of newlines, which costs one sequential read of the file.
+fn read_tail(
+    file: &mut File,
+    len: u64,
+    want_line: Option<u64>,
+) -> std::io::Result<(Tail, Option<String>)> {
     if len == 0 {
-        return Ok(Tail::Empty);
+        return Ok((Tail::Empty, None));
     }
     file.seek(SeekFrom::Start(0))?;
     let mut reader = BufReader::new(&mut *file);
@@ -479,30 +763,82 @@ fn read_tail(file: &mut File, len: u64) -> std::io::Result<Tail> {
     let mut lines = 0u64;
     let mut buf = Vec::new();
     let mut offset = 0u64;
+    let mut wanted = None;
     loop {
         buf.clear();
         let n = reader.read_until(b'\n', &mut buf)?;
         if n == 0 {
-            return Ok(match last_complete {
+            let tail = match last_complete {
                 Some(line) => Tail::Terminated {
                     line,
                     line_no: lines,
                 },
                 None => Tail::Empty,
-            });
+            };
+            return Ok((tail, wanted));
         }
         if buf.last() == Some(&b'\n') {
             buf.pop();
             lines += 1;
+            if want_line == Some(lines) {
+                wanted = Some(sha256_hex(&buf));
+            }
             last_complete = Some(std::mem::take(&mut buf));
             offset += n as u64;
         } else {
-            return Ok(Tail::Unterminated {
+            let tail = Tail::Unterminated {
                 complete: last_complete,
                 fragment: std::mem::take(&mut buf),
                 fragment_start: offset,
                 line_no: lines + 1,
-            });
+            };
+            return Ok((tail, wanted));
+        }
+    }
+}
+
+/// Reads the whole log for what the seal needs when it was missing ([`LogFacts`]): the
+/// highest `version` of an `enroll_import` record and the first `audit_sealed` record. A
+/// missing log gives empty facts. Only lines that mention those events are parsed.
+pub fn scan(path: &Path) -> std::io::Result<LogFacts> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LogFacts::default()),
+        Err(e) => return Err(e),
+    };
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let import = format!("\"{}\"", events::ENROLL_IMPORT);
+    let sealed = format!("\"{}\"", events::AUDIT_SEALED);
+    let mut facts = LogFacts::default();
+    let mut reader = BufReader::new(file);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(facts);
+        }
+        facts.records += 1;
+        let wanted = contains(&buf, import.as_bytes())
+            || (facts.sealed_at.is_none() && contains(&buf, sealed.as_bytes()));
+        if !wanted {
+            continue;
+        }
+        let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&buf) else {
+            continue;
+        };
+        match m.get("event").and_then(Value::as_str) {
+            Some(events::ENROLL_IMPORT) => {
+                let v = m
+                    .get("fields")
+                    .and_then(|f| f.get("version"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                facts.max_import_version = facts.max_import_version.max(v);
+            }
+            Some(events::AUDIT_SEALED) if facts.sealed_at.is_none() => {
+                facts.sealed_at = m.get("seq").and_then(Value::as_u64);
+            }
+            _ => {}
         }
     }
 }
@@ -595,6 +931,8 @@ pub struct VerifyReport {
     pub first_bad: Option<(u64, Problem)>,
     /// Hex sha256 of the last good line (compare with an exported [`AuditLog::head`]).
     pub head: String,
+    /// `seq` of the verified `audit_tamper` records: tampering the daemon noticed at a start.
+    pub tamper_records: Vec<u64>,
 }
 
 impl VerifyReport {
@@ -607,7 +945,14 @@ impl VerifyReport {
 /// Reads the whole log at `path` and checks every link of the chain, stopping at the first
 /// problem. Only I/O errors are `Err`; a broken chain is reported in the [`VerifyReport`].
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
-    let path = path.as_ref();
+    verify_inner(path.as_ref(), None).map(|(r, _)| r)
+}
+
+/// [`verify`], plus the hash of verified record number `want` if the log has it.
+fn verify_inner(
+    path: &Path,
+    want: Option<u64>,
+) -> Result<(VerifyReport, Option<String>), AuditError> {
     let io = |action: &'static str| {
         move |source| AuditError::Io {
             path: path.to_path_buf(),
@@ -633,7 +978,9 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
         records: 0,
         first_bad: None,
         head: GENESIS_PREV.to_string(),
+        tamper_records: Vec::new(),
     };
+    let mut at_want = None;
     let mut expected = 1u64;
     let mut line_no = 0u64;
     let mut next = read_line(&mut reader).map_err(io("read"))?;
@@ -690,7 +1037,235 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
         }
         report.records += 1;
         report.head = sha256_hex(&line);
+        if parsed.event == events::AUDIT_TAMPER {
+            report.tamper_records.push(parsed.seq);
+        }
+        if want == Some(report.records) {
+            at_want = Some(report.head.clone());
+        }
         expected += 1;
     }
-    Ok(report)
+    Ok((report, at_want))
+}
+
+/// How a log compares with the head kept in its seal ([`verify_sealed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealStatus {
+    /// The seal holds no audit head (nothing sealed yet, or no seal configured).
+    Unsealed,
+    /// The sealed head is in the log; `unsealed` records follow it (normally 0; 1 after a power
+    /// cut between an append and the seal; more if writing the seal failed or someone appended).
+    Matches { sealed: Head, unsealed: u64 },
+    /// The log ends before the sealed head: records were cut off the end, or an older copy of
+    /// the log was put back.
+    Truncated { sealed: Head, found: Head },
+    /// The record at the sealed `seq` is not the sealed one: the log was replaced or rewritten.
+    Replaced { sealed: Head, found: Head },
+    /// The log is missing (or empty) while the seal remembers a head: it was deleted.
+    Missing { sealed: Head },
+}
+
+impl SealStatus {
+    /// `true` for [`Truncated`](Self::Truncated), [`Replaced`](Self::Replaced),
+    /// [`Missing`](Self::Missing).
+    pub fn is_tampering(&self) -> bool {
+        matches!(
+            self,
+            SealStatus::Truncated { .. } | SealStatus::Replaced { .. } | SealStatus::Missing { .. }
+        )
+    }
+
+    /// Short name, as in the `problem` field of an `audit_tamper` record.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SealStatus::Unsealed => "unsealed",
+            SealStatus::Matches { .. } => "matches",
+            SealStatus::Truncated { .. } => "truncated",
+            SealStatus::Replaced { .. } => "replaced",
+            SealStatus::Missing { .. } => "missing",
+        }
+    }
+}
+
+const TAMPER_FIX: &str = "keep the log and the seal as evidence, compare with the head exported \
+    off the door (MQTT, remote syslog) to see what was removed, and look for who had the SD card; \
+    the daemon records this in an `audit_tamper` record at its next start and continues the chain";
+
+impl std::fmt::Display for SealStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SealStatus::Unsealed => write!(f, "the seal holds no audit head yet"),
+            SealStatus::Matches { sealed, unsealed: 0 } => {
+                write!(f, "the head matches the sealed head (seq {}, {})", sealed.seq, sealed.hash)
+            }
+            SealStatus::Matches { sealed, unsealed } => write!(
+                f,
+                "the sealed head (seq {}, {}) is in the log; the {unsealed} record(s) after it are \
+                 not sealed yet (a power cut after an append; the daemon seals them at its next \
+                 start)",
+                sealed.seq, sealed.hash
+            ),
+            SealStatus::Truncated { sealed, found } => write!(
+                f,
+                "TAMPERED: the log ends at seq {} (head {}) but the sealed head is seq {} (head \
+                 {}): records {}..={} were removed from the end, or an older copy of the log was \
+                 put back; {TAMPER_FIX}",
+                found.seq,
+                found.hash,
+                sealed.seq,
+                sealed.hash,
+                found.seq + 1,
+                sealed.seq
+            ),
+            SealStatus::Replaced { sealed, found } => write!(
+                f,
+                "TAMPERED: record {} of the log has hash {} but the sealed head is seq {} with hash \
+                 {}: the log was replaced or rewritten; {TAMPER_FIX}",
+                found.seq,
+                if found.hash.is_empty() { "-" } else { &found.hash },
+                sealed.seq,
+                sealed.hash
+            ),
+            SealStatus::Missing { sealed } => write!(
+                f,
+                "TAMPERED: the log is missing or empty but the seal remembers its head at seq {} \
+                 (head {}): it was deleted; {TAMPER_FIX}",
+                sealed.seq, sealed.hash
+            ),
+        }
+    }
+}
+
+/// Verifies the chain ([`verify`]) and compares the log with `sealed` (the head kept in the
+/// seal). A missing log gives `(None, Missing)` when the seal remembers a head.
+pub fn verify_sealed(
+    path: impl AsRef<Path>,
+    sealed: Option<&Head>,
+) -> Result<(Option<VerifyReport>, SealStatus), AuditError> {
+    let path = path.as_ref();
+    let Some(sealed) = sealed else {
+        return Ok((Some(verify(path)?), SealStatus::Unsealed));
+    };
+    if !path.exists() {
+        return Ok((
+            None,
+            SealStatus::Missing {
+                sealed: sealed.clone(),
+            },
+        ));
+    }
+    let (report, at) = verify_inner(path, Some(sealed.seq))?;
+    let found = Head {
+        seq: report.records,
+        hash: report.head.clone(),
+    };
+    let status = if found.seq == 0 {
+        SealStatus::Missing {
+            sealed: sealed.clone(),
+        }
+    } else if found.seq < sealed.seq {
+        SealStatus::Truncated {
+            sealed: sealed.clone(),
+            found,
+        }
+    } else if at.as_deref() == Some(sealed.hash.as_str()) {
+        SealStatus::Matches {
+            sealed: sealed.clone(),
+            unsealed: found.seq - sealed.seq,
+        }
+    } else {
+        SealStatus::Replaced {
+            sealed: sealed.clone(),
+            found: Head {
+                seq: sealed.seq,
+                hash: at.unwrap_or_default(),
+            },
+        }
+    };
+    Ok((Some(report), status))
+}
+
+/// `facegate audit verify LOG [--config FILE | --seal FILE --key FILE]`: the text to print and
+/// whether the log was altered (exit 1). `seal` is `(seal file, device key)`; `None` checks
+/// the chain only and says that a truncated tail cannot be seen that way.
+pub fn check_log(log: &Path, seal: Option<(&Path, &Path)>) -> Result<(String, bool), AuditError> {
+    let sealed = match seal {
+        None => None,
+        Some((seal_path, key_path)) => {
+            let key = crate::enroll::store::DeviceKey::load(key_path)
+                .map_err(|e| AuditError::Seal(e.to_string()))?;
+            match Seal::read(seal_path, &key).map_err(|e| AuditError::Seal(e.to_string()))? {
+                Some(state) => Some((seal_path, state.audit)),
+                None => {
+                    return Err(AuditError::Seal(format!(
+                        "sealed state {}: missing; restore it from backup to check the log \
+                         against it (the daemon records a missing seal at its next start)",
+                        seal_path.display()
+                    )))
+                }
+            }
+        }
+    };
+    let (report, status) = verify_sealed(log, sealed.as_ref().and_then(|(_, h)| h.as_ref()))?;
+    let mut out = String::new();
+    let mut tampered = status.is_tampering();
+    match &report {
+        None => {}
+        Some(r) => match &r.first_bad {
+            None if status.is_tampering() => {
+                out += &format!(
+                    "{}: the chain of the {} records present is intact (head {}), but the seal \
+                     disagrees:\n",
+                    log.display(),
+                    r.records,
+                    r.head
+                )
+            }
+            None => {
+                out += &format!(
+                    "{}: intact, {} records, head {}\n",
+                    log.display(),
+                    r.records,
+                    r.head
+                )
+            }
+            Some((line, problem)) => {
+                out += &format!(
+                    "{}: line {line}: {problem} ({} records verified before it)\n",
+                    log.display(),
+                    r.records
+                );
+                tampered |= problem.is_tampering();
+            }
+        },
+    }
+    if let Some(r) = &report {
+        if !r.tamper_records.is_empty() {
+            out += &format!(
+                "{}: note: {} audit_tamper record(s) (seq {:?}): the daemon found the log \
+                 tampered with at those starts; see them with `grep audit_tamper {}`\n",
+                log.display(),
+                r.tamper_records.len(),
+                r.tamper_records,
+                log.display()
+            );
+        }
+    }
+    match &sealed {
+        None => {
+            out += &format!(
+                "{}: head not checked against a seal, so removed final records cannot be seen; \
+                 pass --config FILE (or --seal FILE --key FILE)\n",
+                log.display()
+            )
+        }
+        Some((seal_path, _)) => {
+            out += &format!(
+                "{} (seal {}): {status}\n",
+                log.display(),
+                seal_path.display()
+            )
+        }
+    }
+    Ok((out, tampered))
 }

@@ -217,8 +217,21 @@ pub enum LockCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Check the hash chain of an audit log; exit 0 intact, 1 altered, 2 error
-    Verify { log: PathBuf },
+    /// Check the hash chain of an audit log, and with --config (or --seal and --key) its head
+    /// against the sealed state, which shows removed final records and a deleted log;
+    /// exit 0 intact, 1 altered, 2 error
+    Verify {
+        log: PathBuf,
+        /// The door's configuration: its [gallery] store's seal and device key
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["seal", "key"])]
+        config: Option<PathBuf>,
+        /// The seal file (`<store>.seal`), e.g. on a copy of the SD card
+        #[arg(long, value_name = "FILE", requires = "key")]
+        seal: Option<PathBuf>,
+        /// The device key that authenticates the seal
+        #[arg(long, value_name = "FILE", requires = "seal")]
+        key: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -289,7 +302,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         } => identify(&opts, &image, &gallery, threshold),
         Command::Eval(args) => run_eval(&opts, args),
         Command::Run { config } => run_daemon(&config),
-        Command::Audit(AuditCommand::Verify { log }) => audit_verify(&log),
+        Command::Audit(AuditCommand::Verify {
+            log,
+            config,
+            seal,
+            key,
+        }) => audit_verify(&log, config.as_deref(), seal.zip(key)),
         Command::Bundle(BundleCommand::Keygen { out }) => crate::enroll::commands::keygen(&out),
         Command::Bundle(BundleCommand::Sign { dir, key }) => {
             crate::enroll::commands::sign(&dir, &key)
@@ -437,28 +455,34 @@ pub fn lock_test(config: &Path) -> Result<u8> {
     Ok(0)
 }
 
-/// `facegate audit verify`.
-pub fn audit_verify(log: &Path) -> Result<u8> {
-    let report = crate::audit::verify(log).map_err(|e| Error::Invalid(e.to_string()))?;
-    match &report.first_bad {
-        None => {
-            println!(
-                "{}: intact, {} records, head {}",
-                log.display(),
-                report.records,
-                report.head
-            );
-            Ok(0)
+/// `facegate audit verify LOG [--config FILE | --seal FILE --key FILE]`.
+pub fn audit_verify(
+    log: &Path,
+    config: Option<&Path>,
+    seal: Option<(PathBuf, PathBuf)>,
+) -> Result<u8> {
+    let seal = match (config, seal) {
+        (Some(c), _) => {
+            let cfg = crate::config::Config::load(c)?;
+            match crate::seal::SealPaths::of(&cfg) {
+                Some(p) => Some((p.seal, p.key)),
+                None => {
+                    println!(
+                        "{}: {} has no [gallery] store, so the log is not sealed",
+                        log.display(),
+                        c.display()
+                    );
+                    None
+                }
+            }
         }
-        Some((line, problem)) => {
-            println!(
-                "{}: line {line}: {problem} ({} records verified before it)",
-                log.display(),
-                report.records
-            );
-            Ok(if problem.is_tampering() { EXIT_NO } else { 0 })
-        }
-    }
+        (None, s) => s,
+    };
+    let (text, tampered) =
+        crate::audit::check_log(log, seal.as_ref().map(|(s, k)| (s.as_path(), k.as_path())))
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+    print!("{text}");
+    Ok(if tampered { EXIT_NO } else { 0 })
 }
 
 fn default_bench_images() -> Result<Vec<PathBuf>> {

@@ -309,7 +309,7 @@ impl Daemon {
         install_panic_guard(&door);
         let state_lock = StateLock::acquire(&cfg, "run")?;
         let audit =
-            AuditLog::open(&cfg.audit.path).map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
+            AuditLog::open_for_config(&cfg).map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
         let models = FaceModels::load(&cfg.model_options())?;
         let gallery = enrol_from_config(&cfg, &models)?;
         let (gallery, enroll) = crate::enroll::watch::start_for_daemon(&cfg, &models, gallery)?;
@@ -417,7 +417,11 @@ impl Daemon {
     ) -> std::result::Result<u64, AuditError> {
         match self.audit.append(event, fields.clone()) {
             Err(AuditError::Broken { .. }) => {
-                self.audit = AuditLog::open(&self.cfg.audit.path)?;
+                // Reopen with the same seal (the store shares it): one in-memory sealed state.
+                self.audit = match self.audit.seal().cloned() {
+                    Some(seal) => AuditLog::open_sealed(&self.cfg.audit.path, seal)?,
+                    None => AuditLog::open(&self.cfg.audit.path)?,
+                };
                 self.audit.append(event, fields)
             }
             other => other,

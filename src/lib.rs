@@ -22,6 +22,7 @@ pub mod imageio;
 pub mod metrics;
 pub mod models;
 pub mod plot;
+pub mod seal;
 pub mod statelock;
 
 pub use error::{Error, Result};

@@ -185,12 +185,17 @@ fn valid_bundle_imports_with_recognition_embeddings() {
     let m = gallery.best_match(&face[0].embedding).expect("match");
     assert_eq!(m.id, "obama");
     assert!(m.distance < common::models().default_threshold(), "{m:?}");
-    // Photos are not kept: the store directory holds only the store and the key.
-    let names: Vec<_> = std::fs::read_dir(env.store.path.parent().expect("dir"))
+    // Photos are not kept: the store directory holds only the store, its seal and the key.
+    let mut names: Vec<_> = std::fs::read_dir(env.store.path.parent().expect("dir"))
         .expect("ls")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    names.sort();
+    assert_eq!(
+        names,
+        ["device.key", "gallery.store", "gallery.store.seal"],
+        "{names:?}"
+    );
     // The same bundle again is a rollback.
     let err = env.import().expect_err("replay");
     assert!(matches!(err, EnrollError::Rollback { .. }), "{err}");
@@ -530,8 +535,9 @@ fn store_tampered_or_other_key_is_refused() {
         .expect_err("tampered")
         .to_string()
         .contains("cannot decrypt"));
-    let other = Store::open(&env.store.path, &env.root.join("door/other.key")).expect("open");
-    assert!(other.load_any().is_err());
+    // A key that is not there is never created beside an existing store (issue 10 finding 8).
+    let other = Store::open(&env.store.path, &env.root.join("door/other.key"));
+    assert!(matches!(other, Err(EnrollError::MissingKey { .. })));
     // the store is sealed with a fresh nonce on every write
     let a = env
         .store
@@ -842,4 +848,328 @@ fn staff_remove_command_rewrites_the_store_and_audits() {
         log.contains("\"enroll_remove\"") && log.contains("\"old\""),
         "{log}"
     );
+}
+
+// issue 10: sealed state and anti-rollback
+
+/// The store, its key and its seal as a fresh process finds them (nothing cached).
+fn reopen(root: &std::path::Path) -> Result<Store, EnrollError> {
+    Store::open_with_log(
+        &root.join("door/gallery.store"),
+        &root.join("door/device.key"),
+        Some(&root.join("audit.jsonl")),
+    )
+}
+
+fn encoder() -> String {
+    common::models().encoder.sha256.clone()
+}
+
+/// Issue 10 finding 8: a missing device key beside an existing store is an error naming both
+/// files and the fix; no new key is created.
+#[test]
+fn missing_key_with_the_store_present_is_refused() {
+    let env = env();
+    let key = env.root.join("door/device.key");
+    std::fs::remove_file(&key).expect("rm key");
+    let err = reopen(&env.root).err().expect("refused");
+    let msg = err.to_string();
+    for needle in [
+        &env.store.path.display().to_string(),
+        &key.display().to_string(),
+        "exists but its key",
+        "restore",
+        "reset anti-rollback",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} not in {msg}");
+    }
+    assert!(!key.exists(), "no new key was created");
+    // The seal alone also protects the key (the store deleted as well).
+    std::fs::remove_file(&env.store.path).expect("rm store");
+    let msg = reopen(&env.root).err().expect("refused").to_string();
+    assert!(
+        msg.contains("sealed state") && msg.contains("exists but its key"),
+        "{msg}"
+    );
+}
+
+/// Issue 10 finding 8: a deleted store is detected at daemon start (load) with the sealed
+/// version and the fix; the old code started with an empty store at version 0.
+#[test]
+fn deleted_store_is_detected() {
+    let Env {
+        _tmp, root, store, ..
+    } = env();
+    std::fs::remove_file(&store.path).expect("rm store");
+    drop(store);
+    let store = reopen(&root).expect("open");
+    let err = store.load(&encoder()).expect_err("deleted store refused");
+    assert!(matches!(err, EnrollError::RolledBack { .. }), "{err}");
+    let msg = err.to_string();
+    for needle in [
+        "missing",
+        "version 1",
+        "restore it from backup",
+        "version > 1",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} not in {msg}");
+    }
+    // An import sees the sealed version even without the store.
+    let data = store.load_for_import(&encoder()).expect("import base");
+    assert_eq!((data.bundle_version, data.people.len()), (1, 0));
+}
+
+/// Issue 10 finding 8: putting an older copy of the store back (here: before a `staff
+/// remove`, so the removed person would come back) is detected at daemon start, by `staff
+/// list`, and at import; the old code loaded it.
+#[test]
+fn old_store_copy_restored_is_detected() {
+    let Env {
+        _tmp,
+        root,
+        store,
+        bundle,
+        key,
+        policy,
+    } = env();
+    let old = std::fs::read(&store.path).expect("store");
+    store.remove("old").expect("staff remove");
+    std::fs::write(&store.path, &old).expect("restore the old copy");
+    drop(store);
+    let store = reopen(&root).expect("open");
+    let err = store.load(&encoder()).expect_err("old copy refused");
+    let msg = err.to_string();
+    assert!(matches!(err, EnrollError::RolledBack { .. }), "{msg}");
+    assert!(
+        msg.contains("ROLLBACK") && msg.contains("older copy"),
+        "{msg}"
+    );
+    assert!(store.load_any().is_err(), "staff list refuses it too");
+    // Import of a newer bundle on top of it is refused: the old people would come back.
+    let text = manifest(5, SITE, &[]);
+    std::fs::write(bundle.join("manifest.toml"), &text).expect("write");
+    std::fs::write(
+        bundle.join("manifest.sig"),
+        key.sign(text.as_bytes(), "manifest.toml"),
+    )
+    .expect("sig");
+    let err = with_engine(|e| import_bundle(&bundle, &policy, &store, e, &mut |_, _| {}))
+        .expect_err("import on an old copy refused");
+    assert!(matches!(err, EnrollError::RolledBack { .. }), "{err}");
+    assert_eq!(std::fs::read(&store.path).expect("store"), old);
+}
+
+/// Issue 10 finding 8: the daemon refuses to start on a rolled-back store (it would admit
+/// people removed since) and names the store; the relay is left to the safe state.
+#[test]
+fn daemon_refuses_to_start_on_an_old_store_copy() {
+    let Env {
+        _tmp, root, store, ..
+    } = env();
+    let old = std::fs::read(&store.path).expect("store");
+    store.remove("old").expect("staff remove");
+    std::fs::write(&store.path, &old).expect("restore the old copy");
+    drop(store);
+    let cfg_path = root.join("facegate.toml");
+    std::fs::write(
+        &cfg_path,
+        "[camera]\nsource = \"replay\"\nreplay_dir = \"frames\"\n\
+         [lock]\nbackend = \"simulated\"\nsafe_state = \"locked\"\n\
+         [audit]\npath = \"audit.jsonl\"\n[daemon]\nwatchdog = false\n\
+         [gallery]\nstore = \"door/gallery.store\"\nkey_file = \"door/device.key\"\n",
+    )
+    .expect("config");
+    let cfg = facegate::config::Config::load(&cfg_path).expect("config loads");
+    let opener: facegate::camera::supervisor::Opener =
+        Box::new(|| Ok(Box::new(Idle) as Box<dyn facegate::camera::FrameSource>));
+    let err = facegate::daemon::Daemon::new(
+        cfg,
+        Box::new(facegate::door::sim::SimulatedOutput::new("relay")),
+        opener,
+    )
+    .err()
+    .expect("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("ROLLBACK") && msg.contains("gallery.store"),
+        "{msg}"
+    );
+}
+
+/// Issue 10 finding 8: after the store was deleted, the old signed bundle (already imported)
+/// cannot be replayed: imports must exceed the sealed version. A newer bundle rebuilds the
+/// store. The old code imported the replay at version 0.
+#[test]
+fn old_signed_bundle_replay_refused_after_store_deletion() {
+    let env = env();
+    env.signed(&one(&env, "a.jpg", "obama1.jpg"));
+    assert_eq!(env.import().expect("import v2").version, 2);
+    std::fs::remove_file(&env.store.path).expect("rm store");
+    let err = env.import().expect_err("replay refused");
+    assert!(
+        matches!(
+            err,
+            EnrollError::Rollback {
+                version: 2,
+                current: 2
+            }
+        ),
+        "{err}"
+    );
+    assert!(!env.store.path.exists(), "nothing written");
+    // The same replay after a restart (nothing cached), and with the seal deleted too: the
+    // highest version is recovered from the audit log's enroll_import records.
+    let Env {
+        _tmp,
+        root,
+        store,
+        bundle,
+        policy,
+        key,
+        ..
+    } = env;
+    drop(store);
+    let mut log = facegate::audit::AuditLog::open(root.join("audit.jsonl")).expect("log");
+    log.append("enroll_import", serde_json::json!({"version": 2}))
+        .expect("append");
+    std::fs::remove_file(root.join("door/gallery.store.seal")).expect("rm seal");
+    let store = reopen(&root).expect("open");
+    let err = with_engine(|e| import_bundle(&bundle, &policy, &store, e, &mut |_, _| {}))
+        .expect_err("replay refused");
+    assert!(
+        matches!(err, EnrollError::Rollback { current: 2, .. }),
+        "{err}"
+    );
+    // A newer bundle rebuilds the store.
+    let text = std::fs::read_to_string(bundle.join("manifest.toml"))
+        .expect("manifest")
+        .replace("version = 2", "version = 3");
+    std::fs::write(bundle.join("manifest.toml"), &text).expect("write");
+    std::fs::write(
+        bundle.join("manifest.sig"),
+        key.sign(text.as_bytes(), "manifest.toml"),
+    )
+    .expect("sig");
+    let out = with_engine(|e| import_bundle(&bundle, &policy, &store, e, &mut |_, _| {}))
+        .expect("newer bundle imports");
+    assert_eq!(out.version, 3);
+    assert_eq!(store.load(&encoder()).expect("load").people.len(), 1);
+}
+
+/// Issue 10 finding 8: a power cut after the store's rename but before its seal was
+/// finished is not a rollback: the pending entry is accepted and finished.
+#[test]
+fn power_cut_between_store_rename_and_seal_is_not_a_rollback() {
+    let Env {
+        _tmp, root, store, ..
+    } = env();
+    let mut data = store.load_any().expect("load").expect("store");
+    data.bundle_version = 4;
+    data.sealed = true;
+    let bytes = store.seal(&data).expect("encrypt");
+    let entry = facegate::seal::StoreSeal {
+        version: 4,
+        sha256: sha256_hex(&bytes),
+    };
+    store
+        .sealed()
+        .update(|s| s.pending_store = Some(entry.clone()))
+        .expect("pending");
+    std::fs::write(&store.path, &bytes).expect("renamed");
+    drop(store);
+    let store = reopen(&root).expect("open");
+    assert_eq!(store.load(&encoder()).expect("accepted").bundle_version, 4);
+    let st = store.sealed().state();
+    assert_eq!(
+        (st.store, st.pending_store, st.max_version),
+        (Some(entry), None, 4)
+    );
+}
+
+/// Issue 10 finding 8: a store written before seals existed is adopted once; a store
+/// written under a seal whose seal is then deleted is refused.
+#[test]
+fn store_without_seal_is_adopted_only_if_it_predates_seals() {
+    let Env {
+        _tmp, root, store, ..
+    } = env();
+    let seal = root.join("door/gallery.store.seal");
+    // A first-version store: `sealed` is false, no seal file.
+    let mut data = store.load_any().expect("load").expect("store");
+    data.sealed = false;
+    let v1 = store.seal(&data).expect("encrypt");
+    drop(store);
+    std::fs::remove_file(&seal).expect("rm seal");
+    std::fs::write(root.join("door/gallery.store"), &v1).expect("v1 store");
+    let store = reopen(&root).expect("open");
+    assert_eq!(store.load(&encoder()).expect("adopted").bundle_version, 1);
+    assert!(seal.exists(), "sealed now");
+    store.save(&data).expect("save (now sealed)");
+    drop(store);
+    // Deleting the seal of a sealed store is refused.
+    std::fs::remove_file(&seal).expect("rm seal");
+    let store = reopen(&root).expect("open");
+    let msg = store.load(&encoder()).expect_err("refused").to_string();
+    assert!(msg.contains("seal") && msg.contains("missing"), "{msg}");
+}
+
+/// Issue 10 finding 4, at the daemon: a start on a truncated audit log records an
+/// `audit_tamper` record carrying both heads and the daemon starts (it does not refuse to
+/// run, which would let anyone with the SD card lock staff out).
+#[test]
+fn daemon_start_records_a_truncated_audit_log_and_runs() {
+    let env = env();
+    let cfg_path = env.root.join("facegate.toml");
+    std::fs::write(
+        &cfg_path,
+        "[camera]\nsource = \"replay\"\nreplay_dir = \"frames\"\n\
+         [lock]\nbackend = \"simulated\"\nsafe_state = \"locked\"\n\
+         [audit]\npath = \"audit.jsonl\"\n[daemon]\nwatchdog = false\n\
+         [gallery]\nstore = \"door/gallery.store\"\nkey_file = \"door/device.key\"\n",
+    )
+    .expect("config");
+    let cfg = facegate::config::Config::load(&cfg_path).expect("config loads");
+    let start = |cfg: &facegate::config::Config| {
+        let opener: facegate::camera::supervisor::Opener =
+            Box::new(|| Ok(Box::new(Idle) as Box<dyn facegate::camera::FrameSource>));
+        facegate::daemon::Daemon::new(
+            cfg.clone(),
+            Box::new(facegate::door::sim::SimulatedOutput::new("relay")),
+            opener,
+        )
+        .expect("daemon starts")
+    };
+    drop(start(&cfg));
+    let audit = env.root.join("audit.jsonl");
+    {
+        let mut log = facegate::audit::AuditLog::open_for_config(&cfg).expect("log");
+        for i in 0..5 {
+            log.append(
+                "decision",
+                serde_json::json!({"decision": "unlock", "frame": i}),
+            )
+            .expect("append");
+        }
+    }
+    let text = std::fs::read_to_string(&audit).expect("log");
+    let kept: Vec<&str> = text.lines().take(3).collect();
+    std::fs::write(&audit, kept.join("\n") + "\n").expect("truncate");
+    drop(env.store);
+    drop(start(&cfg));
+    let text = std::fs::read_to_string(&audit).expect("log");
+    let last: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("a record")).expect("json");
+    assert_eq!(last["event"], "audit_tamper", "{text}");
+    assert_eq!(last["fields"]["problem"], "truncated");
+    assert_eq!(last["fields"]["sealed_seq"], 6);
+    assert_eq!(last["fields"]["found_seq"], 3);
+    let (out, tampered) = facegate::audit::check_log(
+        &audit,
+        Some((
+            &env.root.join("door/gallery.store.seal"),
+            &env.root.join("door/device.key"),
+        )),
+    )
+    .expect("verify");
+    assert!(!tampered && out.contains("1 audit_tamper record"), "{out}");
 }

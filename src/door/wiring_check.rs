@@ -77,7 +77,7 @@ pub fn pulse_once(cfg: &Config) -> Result<PulseReport> {
             json!({ "output": description, "ok": false, "error": e.to_string(), "events": events })
         }
     };
-    let mut log = crate::audit::AuditLog::open(&cfg.audit.path)
+    let mut log = crate::audit::AuditLog::open_for_config(cfg)
         .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
     log.append("lock_test", fields)
         .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
@@ -233,7 +233,7 @@ fn audit_safe(cfg: &Config, output: &str, attempts: u32) -> std::result::Result<
         "exit_status": env("EXIT_STATUS"),
     });
     let mut log =
-        crate::audit::AuditLog::open(&cfg.audit.path).map_err(|e| format!("not audited: {e}"))?;
+        crate::audit::AuditLog::open_for_config(cfg).map_err(|e| format!("not audited: {e}"))?;
     log.append("lock_safe", fields)
         .map_err(|e| format!("not audited: {e}"))
 }

@@ -152,11 +152,11 @@ fn store_of(cfg: &Config) -> Result<Store> {
             "[gallery] store is not set in this config: there is no enrolled store".into(),
         ));
     };
-    Ok(Store::open(store, &key)?)
+    Ok(Store::open_with_log(store, &key, Some(&cfg.audit.path))?)
 }
 
 fn audit(cfg: &Config, event: &str, fields: serde_json::Value) -> Result<()> {
-    let mut log = crate::audit::AuditLog::open(&cfg.audit.path)
+    let mut log = crate::audit::AuditLog::open_for_config(cfg)
         .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
     log.append(event, fields)
         .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;

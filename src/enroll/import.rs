@@ -230,7 +230,8 @@ pub fn import_bundle(
 ) -> Result<ImportOutcome, EnrollError> {
     let t0 = Instant::now();
     let encoder = engine.models().encoder.sha256.clone();
-    let mut data = store.load(&encoder)?;
+    // max(store version, sealed version); a deleted store counts as empty (issue 10 finding 8)
+    let mut data = store.load_for_import(&encoder)?;
     let v = verify_bundle(dir, policy, data.bundle_version, Some(engine), progress)?;
     let removed: Vec<String> = v
         .manifest

@@ -51,7 +51,18 @@
 //!
 //! * Anyone can plug in a stick: without a pinned admin key they cannot add, change or remove
 //!   anyone (signature), replay an older signed bundle (monotonic version kept inside the
-//!   encrypted store), or replay a bundle made for another door (`site`).
+//!   encrypted store *and* in the sealed state, [`crate::seal`]), or replay a bundle made for
+//!   another door (`site`).
+//! * Someone with the SD card but without the device key cannot roll enrollment back: restoring
+//!   an older store copy, deleting the store or deleting the seal is refused at daemon start
+//!   and at import (the seal keeps the store's SHA-256 and the highest imported version;
+//!   without the seal, the highest version is recovered from the audit log's `enroll_import`
+//!   records), and deleting the key makes the door refuse to start instead of creating a new
+//!   one. **Limit:** whoever restores the *whole* state directory (log + store + seal + key) to
+//!   an older consistent snapshot, or reads the key off the card and forges a seal, is caught
+//!   only by a copy kept off the device (the audit head exported over MQTT, issue 14) or by a
+//!   hardware monotonic counter (TPM NV counter). Keep the key on a separate medium
+//!   (`[gallery] key_file`) where you can.
 //! * A hostile stick may carry crafted files: paths are confined to the bundle, sizes capped,
 //!   decoding limited, and the stick is only read (the optional report is the only write).
 //! * Someone who copies the store file off the door gets ciphertext; the device key sits next to
@@ -70,8 +81,14 @@
 //! * One writer per store: `facegate staff remove` and `facegate enroll import` write the store
 //!   directly; run them with the daemon stopped (the daemon keeps its gallery in memory and
 //!   its watcher would not see the change until the next start).
-//! * The anti-rollback version lives in the encrypted store: deleting the store (root on the
-//!   door) resets it to 0; a signed bundle is still required to enrol anyone.
+//! * The anti-rollback version lives in the encrypted store and in the seal
+//!   (`<store>.seal`): a bundle must be newer than both. If the store was deleted, the daemon
+//!   refuses to start ("ROLLBACK: the store is missing ...") until it is restored from backup
+//!   or rebuilt by `facegate enroll import DIR` with a full bundle newer than the sealed
+//!   version; an older copy put back is refused the same way (move it aside, then import).
+//! * `device.key` is created only on a fresh install (no store, no seal). If it is missing
+//!   beside an existing store, restore it from backup: a new key would make the store
+//!   unreadable and reset anti-rollback. Back up key, store and seal together.
 //!
 //! # Deletion
 //!
@@ -79,8 +96,10 @@
 //! atomically replace the old ciphertext (fresh nonce). On a filesystem the old blocks are freed,
 //! not wiped; on flash (SD cards, eMMC) wear-levelling may keep old pages until they are
 //! erased. Those pages hold only ciphertext under the device key, so deleting or rotating the
-//! key file (`rm key; start` re-creates it, and the store must then be re-imported) is what makes
-//! old copies unreadable: crypto-erasure.
+//! key file (and the store must then be re-imported) is what makes
+//! old copies unreadable: crypto-erasure. To do that on purpose, stop the daemon and move the
+//! key, the store and its seal aside together (the door then starts as a fresh install; the
+//! highest imported version is recovered from the audit log).
 
 pub mod bundle;
 pub mod commands;
@@ -163,6 +182,22 @@ pub enum EnrollError {
     },
     #[error("{id:?} is not enrolled in {path}; `facegate staff list` shows who is")]
     NotEnrolled { id: String, path: PathBuf },
+    #[error(
+        "the {what} {} exists but its key {} is missing: restore {} from backup; a new key would \
+         make the {what} unreadable and reset anti-rollback",
+        dependent.display(), key.display(), key.display()
+    )]
+    MissingKey {
+        key: PathBuf,
+        dependent: PathBuf,
+        what: &'static str,
+    },
+    /// The store is not the one the seal remembers (older copy, replaced, deleted) or its seal
+    /// was deleted (issue 10 finding 8).
+    #[error("gallery store {path}: ROLLBACK: {reason}")]
+    RolledBack { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
     #[error(transparent)]
     Face(#[from] crate::Error),
 }
@@ -190,6 +225,9 @@ impl EnrollError {
             EnrollError::Store { .. } => "store",
             EnrollError::EncoderMismatch { .. } => "encoder",
             EnrollError::NotEnrolled { .. } => "not_enrolled",
+            EnrollError::MissingKey { .. } => "missing_key",
+            EnrollError::RolledBack { .. } => "store_rollback",
+            EnrollError::Seal(_) => "seal",
             EnrollError::Face(_) => "face",
         }
     }

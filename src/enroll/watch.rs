@@ -191,7 +191,7 @@ pub fn start_for_daemon(
     let (Some(store_path), Some(key_path)) = (&g.store, g.key_path()) else {
         return Ok((base, None));
     };
-    let store = Store::open(store_path, &key_path)?;
+    let store = Store::open_with_log(store_path, &key_path, Some(&cfg.audit.path))?;
     let data = store.load(&models.encoder.sha256)?;
     log::info!(
         "gallery store {}: bundle version {}, {} people",
