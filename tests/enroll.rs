@@ -503,8 +503,7 @@ fn all_problems_reported_together_and_report_written() {
     let result = Err(err);
     let text = facegate::enroll::import::report_text(&env.bundle, &result);
     facegate::enroll::import::write_report(&env.bundle, &text);
-    let report =
-        std::fs::read_to_string(env.root.join("stick/facegate-report.txt")).expect("report");
+    let report = std::fs::read_to_string(env.bundle.join("facegate-report.txt")).expect("report");
     assert!(
         report.contains("REJECTED") && report.contains("bob/two.jpg"),
         "{report}"
@@ -707,8 +706,7 @@ fn watcher_imports_a_new_bundle_once_and_reports_rejections() {
     // The same bundle is not imported again.
     std::thread::sleep(std::time::Duration::from_millis(400));
     assert!(handle.poll().is_empty());
-    let report =
-        std::fs::read_to_string(env.root.join("stick/facegate-report.txt")).expect("report");
+    let report = std::fs::read_to_string(env.bundle.join("facegate-report.txt")).expect("report");
     assert!(report.contains("imported"), "{report}");
     // A second stick with a bundle signed by an unknown key: rejected, store unchanged.
     let before = env.store_bytes();
@@ -1172,4 +1170,614 @@ fn daemon_start_records_a_truncated_audit_log_and_runs() {
     )
     .expect("verify");
     assert!(!tampered && out.contains("1 audit_tamper record"), "{out}");
+}
+
+// issue 10: hostile sticks
+//
+// Findings 1, 6 and 7: everything a USB stick can do to the daemon. Every read from a stick is
+// bounded in size and time and refuses links, FIFOs, devices and folders before reading
+// (src/enroll/stick.rs); photos are verified and decoded one at a time; the report is
+// created only inside the bundle folder, never through an existing file or link.
+
+mod hostile_sticks {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// Peak RSS allowed for any stick content (the unit's MemoryMax is 300 MB).
+    const RSS_LIMIT_KIB: i64 = 150 * 1024;
+
+    pub fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(
+            unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
+            0,
+            "mkfifo {path:?}"
+        );
+    }
+
+    /// A 1 GB sparse file: costs no disk, but 1 GB of memory to whoever reads it whole.
+    pub fn sparse_gb(path: &Path) {
+        let f = std::fs::File::create(path).expect("create");
+        f.set_len(1 << 30).expect("set_len");
+    }
+
+    /// Runs `f` in its own thread; None if it did not return within `secs` (the thread is
+    /// then left behind: on the old code it is blocked forever on a FIFO).
+    pub fn within<T: Send + 'static>(
+        secs: u64,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(secs)).ok()
+    }
+
+    /// The peak RSS (VmHWM, KiB) of the running `facegate` process `pid`, if it has exec'd.
+    fn vm_hwm(pid: libc::pid_t) -> Option<i64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let name = status.lines().find_map(|l| l.strip_prefix("Name:"))?.trim();
+        if name != "facegate" {
+            return None;
+        }
+        let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+        hwm.trim().trim_end_matches("kB").trim().parse().ok()
+    }
+
+    /// Waits for `child` (at most `timeout`, then kills it) and returns its exit code, its peak
+    /// RSS in KiB, and whether it was killed.
+    ///
+    /// The peak is the child's own VmHWM, sampled every 10 ms until it exits (a high-water
+    /// mark, so the peak is kept once reached). Not `getrusage(RUSAGE_CHILDREN)` nor wait4's
+    /// ru_maxrss: Linux folds the *parent's* peak RSS into a child's ru_maxrss when the child
+    /// execs from a vfork/fork (exec_mmap saves the old mm's high-water mark), so those report
+    /// the test process's own peak (about 200 MB with tests running in parallel).
+    pub fn wait_rss(child: std::process::Child, timeout: Duration) -> (Option<i32>, i64, bool) {
+        let pid = child.id() as libc::pid_t;
+        let t0 = Instant::now();
+        let mut timed_out = false;
+        let mut peak = 0;
+        loop {
+            if let Some(hwm) = vm_hwm(pid) {
+                peak = peak.max(hwm);
+            }
+            let mut status: libc::c_int = 0;
+            // SAFETY: pid is our unreaped child; status points to a live value.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+                return (code, peak, timed_out);
+            }
+            assert!(r == 0, "waitpid: {}", std::io::Error::last_os_error());
+            if t0.elapsed() > timeout && !timed_out {
+                // SAFETY: sending SIGKILL to our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                timed_out = true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A config for the `facegate` binary: the env's store, its pinned key and site, and
+    /// optionally a watch pattern (for `facegate run`).
+    pub fn config(env: &Env, watch: Option<&str>) -> PathBuf {
+        let key = env.key.public().base64;
+        let watch = watch
+            .map(|w| format!("watch = [\"{w}\"]\npoll_s = 0.2\nwrite_report = true\n"))
+            .unwrap_or_default();
+        let path = env.root.join("facegate.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[camera]\nsource = \"replay\"\nreplay_dir = \"{clip}\"\nreplay_realtime = true\nreplay_loop = true\nfps = 5\n\
+                 [lock]\nbackend = \"simulated\"\nsafe_state = \"locked\"\n\
+                 [audit]\npath = \"audit.jsonl\"\n[daemon]\nwatchdog = false\n\
+                 [policy]\nmin_eye_distance_px = 20\n\
+                 [gallery]\nstore = \"door/gallery.store\"\nkey_file = \"door/device.key\"\n\
+                 admin_keys = [\"{key}\"]\nsite = \"{SITE}\"\n{watch}",
+                clip = common::fixture("clip/hamilton").display()
+            ),
+        )
+        .expect("config");
+        path
+    }
+
+    /// A face photo of `w`x`h` pixels: a fixture photo upscaled, with fine noise of +-`noise`
+    /// levels so that the JPEG (of `quality`) is as large as a phone photo of that size would be,
+    /// still with one detectable face.
+    pub fn noisy_photo(w: u32, h: u32, quality: u8, noise: u8) -> Vec<u8> {
+        let src = facegate::imageio::load_rgb(&common::face("obama1.jpg")).expect("fixture");
+        let mut img = image::imageops::resize(&src, w, h, image::imageops::FilterType::Triangle);
+        let mut x: u32 = 0x9e37_79b9;
+        for p in img.pixels_mut() {
+            for c in &mut p.0 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *c = c
+                    .saturating_add((x % (2 * u32::from(noise) + 1)) as u8)
+                    .saturating_sub(noise);
+            }
+        }
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+            .encode_image(&img)
+            .expect("encode");
+        out
+    }
+
+    /// About 8 MB, 2400x3000 (7.2 megapixels).
+    pub fn big_photo() -> Vec<u8> {
+        noisy_photo(2400, 3000, 97, 12)
+    }
+
+    /// [`import_copies`] of `n` [`big_photo`]s.
+    pub fn import_big_bundle(n: usize) -> (Option<i32>, i64, Duration, String) {
+        let photo = big_photo();
+        assert!(
+            (7_000_000..10_000_000).contains(&photo.len()),
+            "test photo is {} bytes, meant to be about 8 MB",
+            photo.len()
+        );
+        import_copies(photo, n)
+    }
+
+    /// Imports a bundle of `n` copies of `photo` through `facegate enroll import` in a child
+    /// process; returns (exit code, peak RSS KiB, elapsed, output).
+    pub fn import_copies(photo: Vec<u8>, n: usize) -> (Option<i32>, i64, Duration, String) {
+        let env = env();
+        let sha = sha256_hex(&photo);
+        let photos: Vec<(String, String)> = (0..n)
+            .map(|i| {
+                let rel = format!("big/{i:03}.jpg");
+                env.bytes_photo(&rel, &photo);
+                (rel, sha.clone())
+            })
+            .collect();
+        drop(photo);
+        env.signed(&manifest(2, SITE, &[("alice", photos)]));
+        let cfg = config(&env, None);
+        let log = env.root.join("import.log");
+        let out = std::fs::File::create(&log).expect("log");
+        let t0 = Instant::now();
+        let child = common::facegate_command()
+            .args(["enroll", "import"])
+            .arg(&env.bundle)
+            .arg("--config")
+            .arg(&cfg)
+            .current_dir(&env.root)
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn facegate");
+        let (code, rss, timed_out) = wait_rss(child, Duration::from_secs(1800));
+        let elapsed = t0.elapsed();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!timed_out, "import did not finish: {text}");
+        (code, rss, elapsed, text)
+    }
+
+    /// Issue 10 finding 1: photos that are FIFOs, links (to /dev/zero, or a folder link that
+    /// stays inside the bundle), folders or 1 GB sparse files are each refused by name, without
+    /// blocking and without reading them, all reported together; a manifest that is a FIFO or
+    /// 1 GB, a signature linked to /dev/zero and a bundle folder that is a link are refused.
+    /// Old code: opening the FIFO blocks forever (the 30 s bound fails), and a photo in a
+    /// symlinked folder, or a symlinked bundle folder, resolving inside the bundle was accepted.
+    #[test]
+    fn stick_files_are_refused_before_reading_without_blocking() {
+        use std::os::unix::fs::symlink;
+        let env = env();
+        let b = &env.bundle;
+        let ok = env.photo("ok.jpg", "obama1.jpg");
+        let (_, h) = env.photo("real/a.jpg", "obama1.jpg");
+        symlink("real", b.join("linked")).expect("symlink");
+        mkfifo(&b.join("fifo.jpg"));
+        symlink("/dev/zero", b.join("zero.jpg")).expect("symlink");
+        std::fs::create_dir(b.join("dir.jpg")).expect("mkdir");
+        sparse_gb(&b.join("big.jpg"));
+        let want = [
+            ("linked/a.jpg", "path", "symbolic link"),
+            ("fifo.jpg", "path", "FIFO"),
+            ("zero.jpg", "path", "symbolic link"),
+            ("dir.jpg", "path", "a folder, not a regular file"),
+            ("big.jpg", "too_large", "1073741824 bytes"),
+        ];
+        let mut photos = vec![ok];
+        photos.extend(want.iter().map(|(f, _, _)| (f.to_string(), h.clone())));
+        env.signed(&manifest(2, SITE, &[("alice", photos)]));
+        let verify = |dir: PathBuf, policy: ImportPolicy| {
+            within(30, move || {
+                verify_bundle(&dir, &policy, 1, None, &mut |_, _| {}).map(|v| v.manifest.version)
+            })
+            .expect("a hostile stick must not block the import (FIFO?)")
+        };
+        let err = verify(env.bundle.clone(), env.policy.clone()).expect_err("refused");
+        let EnrollError::Rejected(problems) = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(problems.len(), want.len(), "{err}");
+        for ((file, kind, needle), p) in want.iter().zip(problems) {
+            assert_eq!((p.file.as_str(), p.kind), (*file, *kind), "{p}");
+            assert!(p.reason.contains(needle) && p.reason.contains(file), "{p}");
+        }
+
+        // The manifest, the signature and the folder itself.
+        let valid = super::env();
+        valid.signed(&one(&valid, "a.jpg", "obama1.jpg"));
+        assert_eq!(
+            verify(valid.bundle.clone(), valid.policy.clone()).expect("valid"),
+            2
+        );
+        let linked = valid.root.join("stick2/facegate");
+        std::fs::create_dir_all(linked.parent().expect("parent")).expect("mkdir");
+        symlink(&valid.bundle, &linked).expect("symlink");
+        type Setup = fn(&Env);
+        let cases: [(&str, Setup, &[&str]); 3] = [
+            (
+                "fifo manifest",
+                |e| mkfifo(&e.bundle.join("manifest.toml")),
+                &["manifest.toml", "FIFO"],
+            ),
+            (
+                "huge manifest",
+                |e| sparse_gb(&e.bundle.join("manifest.toml")),
+                &["manifest.toml", "1073741824 bytes", "limit"],
+            ),
+            (
+                "signature linked to /dev/zero",
+                |e| {
+                    std::fs::write(e.bundle.join("manifest.toml"), manifest(2, SITE, &[]))
+                        .expect("write");
+                    symlink("/dev/zero", e.bundle.join("manifest.sig")).expect("symlink");
+                },
+                &["manifest.sig", "symbolic link"],
+            ),
+        ];
+        for (what, setup, needles) in cases {
+            let e = super::env();
+            setup(&e);
+            let msg = verify(e.bundle.clone(), e.policy.clone())
+                .expect_err(what)
+                .to_string();
+            for n in needles {
+                assert!(msg.contains(n), "{what}: {msg:?} does not name {n:?}");
+            }
+        }
+        let msg = verify(linked.clone(), valid.policy.clone())
+            .expect_err("a bundle folder that is a link is refused")
+            .to_string();
+        assert!(
+            msg.contains("symbolic link") && msg.contains("stick2/facegate"),
+            "{msg}"
+        );
+    }
+
+    fn hostile_sticks(env: &Env) -> String {
+        use std::os::unix::fs::symlink;
+        let sticks = env.root.join("sticks");
+        let mk = |name: &str| {
+            let d = sticks.join(name).join("facegate");
+            std::fs::create_dir_all(&d).expect("mkdir");
+            d
+        };
+        mkfifo(&mk("a-fifo").join("manifest.toml"));
+        sparse_gb(&mk("b-huge").join("manifest.toml"));
+        let c = mk("c-zero");
+        std::fs::write(c.join("manifest.toml"), manifest(5, SITE, &[])).expect("write");
+        symlink("/dev/zero", c.join("manifest.sig")).expect("symlink");
+        // a valid bundle, and a link to it as a stick's bundle folder
+        env.signed(&one(env, "a.jpg", "obama1.jpg"));
+        std::fs::create_dir_all(sticks.join("d-link")).expect("mkdir");
+        symlink(&env.bundle, sticks.join("d-link/facegate")).expect("symlink");
+        let e = mk("e-valid");
+        for f in ["a.jpg", "manifest.toml", "manifest.sig"] {
+            std::fs::copy(env.bundle.join(f), e.join(f)).expect("copy");
+        }
+        format!("{}/*/facegate", sticks.display())
+    }
+
+    /// (file named in the error, audit kind) of each hostile stick, in poll order.
+    const HOSTILE: [(&str, &str, &str); 4] = [
+        ("a-fifo/facegate/manifest.toml", "manifest", "FIFO"),
+        (
+            "b-huge/facegate/manifest.toml",
+            "manifest",
+            "1073741824 bytes",
+        ),
+        ("manifest.sig", "signature", "symbolic link"),
+        ("d-link/facegate", "manifest", "symbolic link"),
+    ];
+
+    /// Issue 10 finding 1: the watcher polls sticks holding a FIFO manifest, a 1 GB sparse
+    /// manifest, a signature linked to /dev/zero and a bundle folder that is a link: each is
+    /// reported once as Rejected (audited by the daemon) naming the file, a valid bundle on
+    /// another stick is still imported, and dropping the handle returns promptly.
+    /// Old code: the watcher blocks forever opening the FIFO, no event ever comes.
+    #[test]
+    fn watcher_reports_each_hostile_stick_once_and_keeps_importing() {
+        use facegate::enroll::watch::{spawn, WatchConfig, WatchEvent, STOP_WAIT};
+        let env = env();
+        let pattern = hostile_sticks(&env);
+        let store = Store::open(&env.store.path, &env.root.join("door/device.key")).expect("store");
+        let handle = spawn(
+            common::models(),
+            store,
+            WatchConfig {
+                patterns: vec![pattern],
+                poll: Duration::from_millis(100),
+                write_report: true,
+                policy: env.policy.clone(),
+                base: Vec::new(),
+            },
+        )
+        .expect("spawn");
+        let t0 = Instant::now();
+        let mut evs = Vec::new();
+        while evs.len() < 5 && t0.elapsed() < Duration::from_secs(60) {
+            evs.extend(handle.poll());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // more polls: nothing is reported twice
+        std::thread::sleep(Duration::from_millis(800));
+        evs.extend(handle.poll());
+        let summary: Vec<String> = evs
+            .iter()
+            .map(|e| format!("{} {}", e.audit().0, e.audit().1))
+            .collect();
+        if evs.len() != 5 {
+            // the old watcher is stuck in the FIFO: do not hang in its join
+            std::mem::forget(handle);
+            panic!("expected 4 rejections and 1 import, got {summary:#?}");
+        }
+        for ((file, kind, needle), ev) in HOSTILE.iter().zip(&evs) {
+            let WatchEvent::Rejected { audit } = ev else {
+                panic!("{summary:#?}")
+            };
+            let error = audit["error"].as_str().unwrap_or_default();
+            assert_eq!(audit["kind"], *kind, "{summary:#?}");
+            assert!(error.contains(file) && error.contains(needle), "{error}");
+        }
+        assert!(
+            matches!(&evs[4], WatchEvent::Imported { gallery, .. } if gallery.get("alice").is_some()),
+            "{summary:#?}"
+        );
+        // A report for the refused FIFO stick, inside its bundle folder; none through the link.
+        let report = env.root.join("sticks/a-fifo/facegate/facegate-report.txt");
+        let text = std::fs::read_to_string(&report).expect("report");
+        assert!(text.contains("REJECTED") && text.contains("FIFO"), "{text}");
+        assert!(!env.bundle.join("facegate-report.txt").exists());
+        let t = Instant::now();
+        drop(handle);
+        assert!(
+            t.elapsed() < STOP_WAIT,
+            "watcher stop took {:?}",
+            t.elapsed()
+        );
+    }
+
+    /// Issue 10 finding 7: a stick whose report names (the old place, the stick's root, and
+    /// the new one, the bundle folder) are links to a door file standing for the audit log:
+    /// the file is left unchanged, and the report goes to a fresh regular file in the bundle
+    /// folder. Old code: `std::fs::write` through the stick root's link overwrote it.
+    #[test]
+    fn report_is_never_written_through_a_link_or_outside_the_bundle() {
+        use std::os::unix::fs::symlink;
+        let env = env();
+        let victim = env.root.join("door/audit.jsonl");
+        std::fs::write(&victim, "{\"seq\":1}\n").expect("write");
+        symlink(&victim, env.root.join("stick/facegate-report.txt")).expect("symlink");
+        symlink(&victim, env.bundle.join("facegate-report.txt")).expect("symlink");
+        env.signed(&one(&env, "a.jpg", "obama1.jpg"));
+        let result = Err(EnrollError::Rollback {
+            version: 1,
+            current: 1,
+        });
+        let text = facegate::enroll::import::report_text(&env.bundle, &result);
+        let written = facegate::enroll::import::write_report(&env.bundle, &text);
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "{\"seq\":1}\n"
+        );
+        let written = written.expect("a fresh report name in the bundle folder");
+        assert_eq!(written.parent(), Some(env.bundle.as_path()));
+        let name = written
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with("facegate-report-") && name.ends_with(".txt"),
+            "{name}"
+        );
+        let meta = std::fs::symlink_metadata(&written).expect("meta");
+        assert!(meta.file_type().is_file());
+        assert!(std::fs::read_to_string(&written)
+            .expect("report")
+            .contains("REJECTED"));
+        // A bundle folder that is a link gets no report at all.
+        let linked = env.root.join("stick2");
+        symlink(&env.bundle, &linked).expect("symlink");
+        assert_eq!(facegate::enroll::import::write_report(&linked, &text), None);
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "{\"seq\":1}\n"
+        );
+    }
+
+    /// Issue 10 finding 6: a bundle of 16 photos of ~8 MB each (128 MB) imports through
+    /// `facegate enroll import` with the child's peak RSS under 150 MB.
+    /// Old code: all 16 photos were read and held before the first decode (> 150 MB).
+    #[test]
+    fn large_bundle_imports_one_photo_at_a_time_under_150_mb() {
+        let (code, rss, elapsed, out) = import_big_bundle(16);
+        eprintln!(
+            "16 photos of ~8 MB: peak RSS {} MB, {:.1} s",
+            rss / 1024,
+            elapsed.as_secs_f64()
+        );
+        assert_eq!(code, Some(0), "{out}");
+        assert!(
+            out.contains("imported version 2") && out.contains("16 photos"),
+            "{out}"
+        );
+        assert!(
+            rss < RSS_LIMIT_KIB,
+            "peak RSS {} MB over 150 MB: {out}",
+            rss / 1024
+        );
+    }
+
+    /// Issue 10 finding 6, measured once (not in CI; 2.4 GB of photos):
+    /// `ENROLL_BIG_PHOTOS=300 cargo test --test enroll -- --ignored --nocapture big_bundle_measure`
+    #[test]
+    #[ignore]
+    fn big_bundle_measure() {
+        let n = std::env::var("ENROLL_BIG_PHOTOS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        let (code, rss, elapsed, out) = import_big_bundle(n);
+        println!(
+            "{n} photos of ~8 MB through `facegate enroll import`: exit {code:?}, peak RSS {} MB, {:.1} s\n{out}",
+            rss / 1024,
+            elapsed.as_secs_f64()
+        );
+        assert_eq!(code, Some(0), "{out}");
+    }
+
+    /// Issue 10 finding 1, end to end: `facegate run` watching the hostile sticks keeps
+    /// running, audits each refusal once, still imports the valid bundle, stops on SIGTERM
+    /// within seconds, and its peak RSS stays under 150 MB.
+    /// Old code: blocks on the FIFO (nothing audited), then hangs joining the watcher on SIGTERM.
+    #[test]
+    fn daemon_keeps_running_on_hostile_sticks_under_150_mb() {
+        let env = env();
+        let pattern = hostile_sticks(&env);
+        let cfg = config(&env, Some(&pattern));
+        let log = env.root.join("daemon.log");
+        let out = std::fs::File::create(&log).expect("log");
+        let child = common::facegate_command()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .current_dir(&env.root)
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn facegate");
+        let pid = child.id() as libc::pid_t;
+        let audit = env.root.join("audit.jsonl");
+        let t0 = Instant::now();
+        let mut seen = String::new();
+        while t0.elapsed() < Duration::from_secs(120) {
+            seen = std::fs::read_to_string(&audit).unwrap_or_default();
+            if seen.matches("\"enroll_rejected\"").count() >= 4
+                && seen.contains("\"enroll_import\"")
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(600)); // more polls: nothing twice
+                                                        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let t = Instant::now();
+        let (code, rss, timed_out) = wait_rss(child, Duration::from_secs(20));
+        let stop = t.elapsed();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: String = text.lines().rev().take(40).collect::<Vec<_>>().join("\n");
+        assert!(
+            !timed_out,
+            "the daemon did not stop within 20 s of SIGTERM: {tail}"
+        );
+        assert_eq!(code, Some(0), "{tail}");
+        let records = std::fs::read_to_string(&audit).unwrap_or_default();
+        assert_eq!(
+            records.matches("\"enroll_rejected\"").count(),
+            4,
+            "{seen}\n{records}"
+        );
+        assert_eq!(records.matches("\"enroll_import\"").count(), 1, "{records}");
+        for (file, _, needle) in HOSTILE {
+            assert!(
+                records.lines().any(|l| l.contains("enroll_rejected")
+                    && l.contains(file)
+                    && l.contains(needle)),
+                "no audited refusal naming {file}: {records}"
+            );
+        }
+        assert!(facegate::audit::verify(&audit).expect("verify").is_intact());
+        eprintln!(
+            "daemon on hostile sticks: peak RSS {} MB, stopped {stop:?} after SIGTERM",
+            rss / 1024
+        );
+        assert!(
+            rss < RSS_LIMIT_KIB,
+            "peak RSS {} MB over 150 MB: {tail}",
+            rss / 1024
+        );
+    }
+
+    /// Issue 10 finding 1: the shipped udev rule mounts enrollment sticks `nosymfollow` (with
+    /// `ro,nosuid,nodev,noexec`) and says which kernel it needs. Old rule: no `nosymfollow`.
+    #[test]
+    fn udev_rule_mounts_sticks_nosymfollow() {
+        let rule = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/99-facegate-usb.rules"),
+        )
+        .expect("rule");
+        let run = rule
+            .lines()
+            .find(|l| !l.starts_with('#') && l.contains("systemd-mount"))
+            .expect("mount line");
+        assert!(
+            run.contains("--options=ro,nosuid,nodev,noexec,nosymfollow "),
+            "{run}"
+        );
+        assert!(rule.contains("Linux >= 5.10"), "{rule}");
+    }
+
+    /// Issue 10 findings 1 and 6: the largest photo the door decodes (8.5 megapixels, just
+    /// under 16 MiB) imports with peak RSS under 150 MB, and a photo over the pixel limit is
+    /// refused from its header, before decoding. Old code: decoded up to 48 megapixels from
+    /// 32 MiB files (about 290 MB peak measured for 48 MP), so the 9-megapixel photo passed.
+    #[test]
+    fn photos_at_the_limits_stay_under_150_mb_and_larger_are_refused_before_decoding() {
+        let photo = noisy_photo(3840, 2160, 100, 13);
+        assert!(
+            (14_000_000..=16 << 20).contains(&photo.len()),
+            "worst-case photo is {} bytes, meant to be just under 16 MiB",
+            photo.len()
+        );
+        let (code, rss, _, out) = import_copies(photo, 2);
+        eprintln!(
+            "2 photos of 3840x2160 at 16 MiB: peak RSS {} MB",
+            rss / 1024
+        );
+        assert_eq!(code, Some(0), "{out}");
+        assert!(
+            rss < RSS_LIMIT_KIB,
+            "peak RSS {} MB over 150 MB: {out}",
+            rss / 1024
+        );
+
+        let env = env();
+        let p = env.bytes_photo("alice/huge.jpg", &noisy_photo(3000, 3000, 75, 0));
+        env.signed(&manifest(2, SITE, &[("alice", vec![p])]));
+        let err = verify_bundle(&env.bundle, &env.policy, 1, None, &mut |_, _| {})
+            .expect_err("a 9-megapixel photo is refused");
+        let EnrollError::Rejected(problems) = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(problems[0].kind, "too_large", "{err}");
+        assert!(
+            problems[0].reason.contains("3000x3000")
+                && problems[0].reason.contains("scale it down"),
+            "{err}"
+        );
+    }
 }

@@ -2,11 +2,11 @@
 //! side of signing (`facegate bundle sign`).
 
 use super::sign::SecretKey;
+use super::stick::BundleDir;
 use super::{EnrollError, Problem};
 use crate::gallery::{Access, Window};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 /// The manifest schema this build reads.
@@ -16,8 +16,13 @@ pub const SIGNATURE: &str = "manifest.sig";
 /// Largest manifest accepted (a 1000-person bundle is ~300 KiB).
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 pub const MAX_SIG_BYTES: u64 = 4096;
-/// Largest photo accepted, before decoding.
-pub const MAX_PHOTO_BYTES: u64 = 32 << 20;
+/// Largest photo file accepted, before decoding (a 12-megapixel phone JPEG is 3-6 MB). With
+/// [`MAX_PHOTO_PIXELS`] it bounds the door's memory during an import (issue 10).
+pub const MAX_PHOTO_BYTES: u64 = 16 << 20;
+/// Largest enrollment photo, in pixels (8.5 megapixels: 3264x2448 and 3840x2160 fit), checked
+/// from the image header before decoding. A face needs far fewer; the limit keeps the import's
+/// peak memory (file + decoded image + models) under 150 MB.
+pub const MAX_PHOTO_PIXELS: u64 = 8_500_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,62 +173,14 @@ pub fn check_relative(rel: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-/// Reads `rel` inside `root` (already canonical), refusing anything that resolves outside it
-/// (symlinks included), non-regular files and files over `max` bytes.
+/// Reads `rel` inside the bundle folder `root` through [`super::stick::BundleDir`]: no link is
+/// followed (file or folder), only regular files are opened, at most `max` bytes are read.
+/// Errors are (kind, message naming the file and the fix).
 pub fn read_confined(root: &Path, rel: &Path, max: u64) -> Result<Vec<u8>, (&'static str, String)> {
-    let joined = root.join(rel);
-    let real = match joined.canonicalize() {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err((
-                "missing",
-                format!(
-                    "{} is missing from the bundle (or is a dangling link); copy it onto the stick",
-                    rel.display()
-                ),
-            ))
-        }
-        Err(e) => return Err(("missing", format!("cannot open {}: {e}", rel.display()))),
-    };
-    if !real.starts_with(root) {
-        return Err((
-            "path",
-            format!(
-                "{} resolves to {} outside the bundle (symlink); copy the real file into the bundle",
-                rel.display(),
-                real.display()
-            ),
-        ));
-    }
-    let f = std::fs::File::open(&real)
-        .map_err(|e| ("missing", format!("cannot open {}: {e}", rel.display())))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| ("missing", format!("cannot stat {}: {e}", rel.display())))?;
-    if !meta.is_file() {
-        return Err(("path", format!("{} is not a regular file", rel.display())));
-    }
-    if meta.len() > max {
-        return Err((
-            "too_large",
-            format!(
-                "{} is {} bytes, over the {max}-byte limit; scale it down",
-                rel.display(),
-                meta.len()
-            ),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ("missing", format!("cannot read {}: {e}", rel.display())))?;
-    if bytes.len() as u64 > max {
-        return Err((
-            "too_large",
-            format!("{} grew over the {max}-byte limit", rel.display()),
-        ));
-    }
-    Ok(bytes)
+    let dir = BundleDir::open(root).map_err(|e| (e.kind, e.reason))?;
+    dir.read(rel, max)
+        .map(|f| f.bytes)
+        .map_err(|e| (e.kind, e.reason))
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -243,13 +200,17 @@ pub fn root_of(dir: &Path) -> Result<PathBuf, EnrollError> {
 pub fn sign_bundle(dir: &Path, key: &SecretKey) -> Result<Manifest, EnrollError> {
     let root = root_of(dir)?;
     let mpath = root.join(MANIFEST);
-    let bytes =
-        read_confined(&root, Path::new(MANIFEST), MAX_MANIFEST_BYTES).map_err(|(_, r)| {
-            EnrollError::Manifest {
-                path: mpath.clone(),
-                reason: r,
-            }
-        })?;
+    let folder = BundleDir::open(&root).map_err(|e| EnrollError::Manifest {
+        path: mpath.clone(),
+        reason: e.reason,
+    })?;
+    let bytes = folder
+        .read(Path::new(MANIFEST), MAX_MANIFEST_BYTES)
+        .map_err(|e| EnrollError::Manifest {
+            path: mpath.clone(),
+            reason: e.reason,
+        })?
+        .bytes;
     let mut m = Manifest::parse(&bytes, &mpath)?;
     m.check_ids(&mpath)?;
     let mut problems = Vec::new();
@@ -271,9 +232,9 @@ pub fn sign_bundle(dir: &Path, key: &SecretKey) -> Result<Manifest, EnrollError>
                     continue;
                 }
             };
-            match read_confined(&root, &rel, MAX_PHOTO_BYTES) {
-                Ok(b) => {
-                    let h = sha256_hex(&b);
+            match folder.read(&rel, MAX_PHOTO_BYTES) {
+                Ok(f) => {
+                    let h = f.sha256_hex();
                     if photo.sha256.is_empty() {
                         photo.sha256 = h;
                         changed = true;
@@ -281,7 +242,7 @@ pub fn sign_bundle(dir: &Path, key: &SecretKey) -> Result<Manifest, EnrollError>
                         problem("hash", format!("sha256 {h} but the manifest says {}; the photo changed: delete its sha256 to accept the new one", photo.sha256));
                     }
                 }
-                Err((kind, reason)) => problem(kind, reason),
+                Err(e) => problem(e.kind, e.reason),
             }
         }
     }

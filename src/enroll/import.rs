@@ -2,9 +2,11 @@
 //! store, all or nothing.
 
 use super::bundle::{
-    self, Manifest, MANIFEST, MAX_MANIFEST_BYTES, MAX_PHOTO_BYTES, MAX_SIG_BYTES, SIGNATURE,
+    self, Manifest, MANIFEST, MAX_MANIFEST_BYTES, MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, MAX_SIG_BYTES,
+    SIGNATURE,
 };
 use super::sign::{self, AdminKey};
+use super::stick::BundleDir;
 use super::store::{Store, StoreData};
 use super::{EnrollError, Problem};
 use crate::face::FaceEngine;
@@ -34,7 +36,7 @@ pub struct Verified {
     pub manifest_sha256: String,
     /// With embeddings when an engine was given.
     pub people: Vec<Person>,
-    /// Decode + detect + embed time per photo.
+    /// Read + hash + decode + detect + embed time per photo.
     pub photo_times: Vec<Duration>,
 }
 
@@ -59,22 +61,28 @@ pub fn verify_bundle(
     mut engine: Option<&mut FaceEngine>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Verified, EnrollError> {
-    let root = bundle::root_of(dir)?;
-    let mpath = root.join(MANIFEST);
-    let manifest_bytes = bundle::read_confined(&root, Path::new(MANIFEST), MAX_MANIFEST_BYTES)
-        .map_err(|(_, reason)| EnrollError::Manifest {
+    let folder = BundleDir::open(dir).map_err(|e| EnrollError::Manifest {
+        path: dir.join(MANIFEST),
+        reason: e.reason,
+    })?;
+    let mpath = dir.join(MANIFEST);
+    let manifest_bytes = folder
+        .read(Path::new(MANIFEST), MAX_MANIFEST_BYTES)
+        .map_err(|e| EnrollError::Manifest {
             path: mpath.clone(),
-            reason,
-        })?;
-    let sig_bytes = bundle::read_confined(&root, Path::new(SIGNATURE), MAX_SIG_BYTES).map_err(
-        |(kind, reason)| {
-            EnrollError::Signature(if kind == "missing" {
+            reason: e.reason,
+        })?
+        .bytes;
+    let sig_bytes = folder
+        .read(Path::new(SIGNATURE), MAX_SIG_BYTES)
+        .map_err(|e| {
+            EnrollError::Signature(if e.kind == "missing" {
                 format!("{SIGNATURE} is missing: the bundle is unsigned; sign it with `facegate bundle sign DIR --key KEY`")
             } else {
-                format!("{reason}; re-sign the bundle with `facegate bundle sign DIR --key KEY`")
+                format!("{}; then re-sign the bundle with `facegate bundle sign DIR --key KEY`", e.reason)
             })
-        },
-    )?;
+        })?
+        .bytes;
     let sig_text = String::from_utf8(sig_bytes).map_err(|_| {
         EnrollError::Signature(format!("{SIGNATURE} is not text; re-sign the bundle"))
     })?;
@@ -95,49 +103,11 @@ pub fn verify_bundle(
     }
     manifest.check_ids(&mpath)?;
 
-    // Paths and hashes of every photo before decoding any.
+    // One photo at a time: read (bounded, hashed while reading) -> compare with the signed
+    // hash -> decode (only bytes the signature covers) -> drop the file bytes -> detect and
+    // embed -> drop the image. At most one photo is in memory; every problem is collected and
+    // reported together at the end.
     let mut problems = Vec::new();
-    let mut photos: Vec<(usize, String, Vec<u8>)> = Vec::new();
-    for (pi, p) in manifest.people.iter().enumerate() {
-        for ph in &p.photos {
-            let mut problem = |kind, reason| {
-                problems.push(Problem {
-                    person: p.id.clone(),
-                    file: ph.path.clone(),
-                    kind,
-                    reason,
-                })
-            };
-            let rel = match bundle::check_relative(&ph.path) {
-                Ok(r) => r,
-                Err(reason) => {
-                    problem("path", reason);
-                    continue;
-                }
-            };
-            match bundle::read_confined(&root, &rel, MAX_PHOTO_BYTES) {
-                Ok(bytes) => {
-                    let h = bundle::sha256_hex(&bytes);
-                    if ph.sha256.is_empty() {
-                        problem(
-                            "hash",
-                            "the manifest has no sha256 for this photo; run `facegate bundle sign`"
-                                .into(),
-                        );
-                    } else if !h.eq_ignore_ascii_case(&ph.sha256) {
-                        problem("hash", format!("sha256 mismatch: the file is {h}, the signed manifest says {}; the photo was changed after signing: re-sign the bundle", ph.sha256));
-                    } else {
-                        photos.push((pi, ph.path.clone(), bytes));
-                    }
-                }
-                Err((kind, reason)) => problem(kind, reason),
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(EnrollError::Rejected(problems));
-    }
-
     let mut people: Vec<Person> = manifest
         .people
         .iter()
@@ -153,59 +123,56 @@ pub fn verify_bundle(
         })
         .collect();
     let mut photo_times = Vec::new();
-    let total = photos.len();
-    for (done, (pi, file, bytes)) in photos.into_iter().enumerate() {
-        let person = &manifest.people[pi].id;
-        let mut problem = |kind, reason| {
-            problems.push(Problem {
-                person: person.clone(),
-                file: file.clone(),
-                kind,
-                reason,
-            })
-        };
-        let t0 = Instant::now();
-        let img = match crate::imageio::decode_rgb(&bytes, Path::new(&file)) {
-            Ok(i) => i,
-            Err(e) => {
-                let kind = if matches!(e, crate::Error::ImageTooLarge { .. })
-                    || matches!(&e, crate::Error::CorruptImage { reason, .. } if reason.contains("limits"))
-                {
-                    "too_large"
-                } else {
-                    "image"
-                };
-                problem(kind, e.to_string());
-                progress(done + 1, total);
-                continue;
-            }
-        };
-        if let Some(engine) = engine.as_deref_mut() {
-            let faces = engine.faces(&img)?;
-            match faces.len() {
-                0 => problem(
-                    "no_face",
-                    "no face found; use a frontal, well-lit photo of the person alone".into(),
-                ),
-                1 => {
-                    let eye = faces[0].eye_distance() as f32;
-                    if eye < policy.min_eye_distance_px {
-                        problem("quality", format!(
-                            "face too small: {eye:.0} px between the eyes, need {:.0}; use a closer or larger photo",
-                            policy.min_eye_distance_px
-                        ));
-                    } else {
-                        people[pi].embeddings.push(faces[0].embedding);
-                    }
+    let total = manifest.num_photos();
+    let mut done = 0;
+    for (pi, p) in manifest.people.iter().enumerate() {
+        for ph in &p.photos {
+            done += 1;
+            let mut problem = |kind, reason| {
+                problems.push(Problem {
+                    person: p.id.clone(),
+                    file: ph.path.clone(),
+                    kind,
+                    reason,
+                })
+            };
+            let t0 = Instant::now();
+            let img = match read_and_decode(&folder, &ph.path, &ph.sha256) {
+                Ok(img) => img,
+                Err((kind, reason)) => {
+                    problem(kind, reason);
+                    progress(done, total);
+                    continue;
                 }
-                n => problem(
-                    "faces",
-                    format!("{n} faces in the photo; use a photo of {person} alone"),
-                ),
+            };
+            if let Some(engine) = engine.as_deref_mut() {
+                let faces = engine.faces(&img)?;
+                drop(img);
+                match faces.len() {
+                    0 => problem(
+                        "no_face",
+                        "no face found; use a frontal, well-lit photo of the person alone".into(),
+                    ),
+                    1 => {
+                        let eye = faces[0].eye_distance() as f32;
+                        if eye < policy.min_eye_distance_px {
+                            problem("quality", format!(
+                                "face too small: {eye:.0} px between the eyes, need {:.0}; use a closer or larger photo",
+                                policy.min_eye_distance_px
+                            ));
+                        } else {
+                            people[pi].embeddings.push(faces[0].embedding);
+                        }
+                    }
+                    n => problem(
+                        "faces",
+                        format!("{n} faces in the photo; use a photo of {} alone", p.id),
+                    ),
+                }
             }
+            photo_times.push(t0.elapsed());
+            progress(done, total);
         }
-        photo_times.push(t0.elapsed());
-        progress(done + 1, total);
     }
     if !problems.is_empty() {
         return Err(EnrollError::Rejected(problems));
@@ -216,6 +183,58 @@ pub fn verify_bundle(
         manifest,
         people,
         photo_times,
+    })
+}
+
+/// Reads one photo (bounded, hashed while reading), checks it against the signed hash and
+/// decodes it; the file bytes are dropped before returning. Errors are (kind, reason).
+fn read_and_decode(
+    folder: &BundleDir,
+    path: &str,
+    signed_sha256: &str,
+) -> Result<image::RgbImage, (&'static str, String)> {
+    let rel = bundle::check_relative(path).map_err(|reason| ("path", reason))?;
+    if signed_sha256.is_empty() {
+        return Err((
+            "hash",
+            "the manifest has no sha256 for this photo; run `facegate bundle sign`".into(),
+        ));
+    }
+    let file = folder
+        .read(&rel, MAX_PHOTO_BYTES)
+        .map_err(|e| (e.kind, e.reason))?;
+    let h = file.sha256_hex();
+    if !h.eq_ignore_ascii_case(signed_sha256) {
+        return Err(("hash", format!("sha256 mismatch: the file is {h}, the signed manifest says {signed_sha256}; the photo was changed after signing: re-sign the bundle")));
+    }
+    // The header's size, before decoding: the decoded image is the largest allocation.
+    let dims = image::ImageReader::new(std::io::Cursor::new(&file.bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok());
+    if let Some((w, h)) = dims {
+        let pixels = u64::from(w) * u64::from(h);
+        if pixels > MAX_PHOTO_PIXELS {
+            return Err((
+                "too_large",
+                format!(
+                    "{w}x{h} is {:.1} megapixels, over the {:.1}-megapixel limit for enrollment photos \
+                     (it bounds the door's memory); scale it down, e.g. to 3264x2448 (a face needs far fewer pixels)",
+                    pixels as f64 / 1e6,
+                    MAX_PHOTO_PIXELS as f64 / 1e6
+                ),
+            ));
+        }
+    }
+    crate::imageio::decode_rgb(&file.bytes, Path::new(path)).map_err(|e| {
+        let kind = if matches!(e, crate::Error::ImageTooLarge { .. })
+            || matches!(&e, crate::Error::CorruptImage { reason, .. } if reason.contains("limits"))
+        {
+            "too_large"
+        } else {
+            "image"
+        };
+        (kind, e.to_string())
     })
 }
 
@@ -281,11 +300,50 @@ pub fn report_text(dir: &Path, result: &Result<ImportOutcome, EnrollError>) -> S
     }
 }
 
-/// Writes `facegate-report.txt` next to the bundle folder (the stick's root), if possible.
-pub fn write_report(dir: &Path, text: &str) {
-    let target = dir.parent().unwrap_or(dir).join("facegate-report.txt");
-    match std::fs::write(&target, text) {
-        Ok(()) => log::info!("report written to {}", target.display()),
-        Err(e) => log::info!("no report on the stick ({}: {e})", target.display()),
+/// The report's name in the bundle folder.
+pub const REPORT: &str = "facegate-report.txt";
+
+/// Writes the report into the bundle folder itself (never elsewhere on the stick or the door),
+/// if the stick is writable: created with `O_CREAT | O_EXCL | O_NOFOLLOW` relative to the
+/// bundle folder opened without following links, so an existing file, or a link planted under
+/// the report's name, is never written through. If `facegate-report.txt` exists, a fresh
+/// `facegate-report-<UTC time>.txt` is tried; if that exists too, no report is written.
+/// Returns the file written; every skip is logged with its reason.
+pub fn write_report(dir: &Path, text: &str) -> Option<std::path::PathBuf> {
+    let folder = match BundleDir::open(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            log::info!("no report on the stick: {e}");
+            return None;
+        }
+    };
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    for name in [REPORT.to_string(), format!("facegate-report-{stamp}.txt")] {
+        match folder.create_new(&name, text.as_bytes()) {
+            Ok(path) => {
+                log::info!("report written to {}", path.display());
+                return Some(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                log::info!(
+                    "{} already exists (file or link): not writing through it",
+                    dir.join(&name).display()
+                );
+            }
+            Err(e) => {
+                log::info!(
+                    "no report on the stick ({}: {e})",
+                    dir.join(&name).display()
+                );
+                return None;
+            }
+        }
     }
+    log::info!(
+        "no report on the stick: every report name in {} is taken",
+        dir.display()
+    );
+    None
 }

@@ -7,7 +7,9 @@
 //! <stick>/facegate/manifest.toml     what to enrol and remove (see bundle::Manifest)
 //! <stick>/facegate/manifest.sig      minisign signature over manifest.toml's exact bytes
 //! <stick>/facegate/<any>/<photo>     photos, named by relative paths in the manifest
-//! <stick>/facegate-report.txt        written by the door after a rejection (if allowed)
+//! <stick>/facegate/facegate-report.txt   written by the door after an import or a rejection
+//!                                       (if write_report and the stick is writable; never over
+//!                                       an existing file or link: then facegate-report-<UTC>.txt)
 //! ```
 //!
 //! ```toml
@@ -33,18 +35,32 @@
 //!
 //! # What the door checks, in order (any failure rejects the whole bundle)
 //!
-//! 1. `manifest.toml` and `manifest.sig` exist, are regular files inside the bundle, are small.
+//! 0. Every byte comes off the stick through [`stick::BundleDir`]: the bundle folder is opened
+//!    with `O_NOFOLLOW` (it must not be a link), paths inside it are walked folder by folder
+//!    with `openat(O_NOFOLLOW)` (no symlinked folder is followed), a file is looked at through
+//!    an `O_PATH` descriptor before it is opened (links, FIFOs, sockets, devices and folders
+//!    are refused without being opened; a file over its limit without being read), opened
+//!    `O_NOFOLLOW | O_NONBLOCK`, `fstat`ed again, and read for at most limit + 1 bytes within
+//!    [`stick::READ_DEADLINE`]. This holds for the watcher's poll too (it reads the manifest
+//!    and signature to recognise a bundle it has seen): a FIFO, a link to `/dev/zero` or a
+//!    1 GB file is reported once per start as a rejection (audited) and the daemon keeps
+//!    running. The udev rule also mounts the stick `nosymfollow`.
+//! 1. `manifest.toml` (at most 4 MiB) and `manifest.sig` (4 KiB) are regular files in the
+//!    bundle folder.
 //! 2. The signature is valid for a key pinned in `[gallery] admin_keys` (no default key).
 //!    Nothing else in the bundle is parsed or decoded before this passes.
 //! 3. The manifest parses (strict schema, unknown keys refused), `schema` is known, `site`
 //!    names this door, `version` is greater than the store's, ids are unique and well formed.
-//! 4. Every photo path is relative, without `..`, and resolves (symlinks included) inside the
-//!    bundle; every photo exists, is at most 32 MiB, and matches its SHA-256.
-//! 5. Every photo decodes (corrupt/truncated files and decompression bombs refused by
-//!    [`crate::imageio`]) and contains exactly one face with eyes at least
-//!    `min_eye_distance_px` apart. Embeddings come from the same [`crate::face::FaceEngine`]
-//!    pipeline as recognition. All photo problems are reported together (person, file, reason).
-//! 6. Only then is the new gallery sealed and written atomically ([`store`]). Photos are never
+//! 4. Then one photo at a time: its path is relative, without `..`, through no link; the file
+//!    is a regular file of at most 16 MiB whose SHA-256 (computed while reading) matches the
+//!    signed manifest; only then is its header read (at most 8.5 megapixels,
+//!    [`bundle::MAX_PHOTO_PIXELS`]) and it is decoded (corrupt/truncated files and
+//!    decompression bombs refused by [`crate::imageio`]), its bytes dropped, and the image must contain
+//!    exactly one face with eyes at least `min_eye_distance_px` apart. At most one photo is
+//!    in memory, so the bundle's size does not matter (300 photos of 8 MB import in the same
+//!    memory as one). Embeddings come from the same [`crate::face::FaceEngine`] pipeline as
+//!    recognition. All photo problems are reported together (person, file, reason).
+//! 5. Only then is the new gallery sealed and written atomically ([`store`]). Photos are never
 //!    copied off the stick.
 //!
 //! # Threat model
@@ -63,8 +79,10 @@
 //!   only by a copy kept off the device (the audit head exported over MQTT, issue 14) or by a
 //!   hardware monotonic counter (TPM NV counter). Keep the key on a separate medium
 //!   (`[gallery] key_file`) where you can.
-//! * A hostile stick may carry crafted files: paths are confined to the bundle, sizes capped,
-//!   decoding limited, and the stick is only read (the optional report is the only write).
+//! * A hostile stick may carry crafted files: paths are confined to the bundle (no link is
+//!   followed), only regular files are read, sizes and read time are capped, decoding is
+//!   limited, and the stick is only read. The optional report is the only write: created
+//!   `O_CREAT | O_EXCL | O_NOFOLLOW` inside the bundle folder, never through an existing name.
 //! * Someone who copies the store file off the door gets ciphertext; the device key sits next to
 //!   it (0600, service user) so an attacker with root on the door gets both: encryption at rest
 //!   protects a removed SD card only if the key file lives elsewhere (TPM, separate medium).
@@ -75,9 +93,10 @@
 //!
 //! # Operation
 //!
-//! * The door's watcher remembers the bundles it has seen (sha256 of manifest + signature) only
-//!   in memory: after a restart a stick still plugged in is tried again and refused as a
-//!   rollback (audited once per start).
+//! * The door's watcher remembers the bundles it has seen (sha256 of manifest + signature) and
+//!   the sticks it refused only in memory: after a restart a stick still plugged in is tried
+//!   again and refused as a rollback, or refused again for what it holds (audited once per
+//!   start). Since every read is bounded, a hostile stick cannot crash the daemon at a restart.
 //! * One writer per store: `facegate staff remove` and `facegate enroll import` write the store
 //!   directly; run them with the daemon stopped (the daemon keeps its gallery in memory and
 //!   its watcher would not see the change until the next start).
@@ -105,6 +124,7 @@ pub mod bundle;
 pub mod commands;
 pub mod import;
 pub mod sign;
+pub mod stick;
 pub mod store;
 pub mod watch;
 

@@ -5,17 +5,19 @@
 //! calls [`WatchHandle::poll`], which never blocks, and swaps in the gallery it returns.
 
 use super::import::{import_bundle, report_text, write_report, ImportPolicy};
+use super::stick::BundleDir;
 use super::store::Store;
 use super::EnrollError;
 use crate::face::FaceModels;
 use crate::gallery::{Gallery, Person};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Expands `*` components of each pattern against the filesystem; returns existing directories.
 pub fn expand(patterns: &[String]) -> Vec<PathBuf> {
@@ -91,19 +93,103 @@ impl WatchHandle {
     }
 }
 
+/// How long dropping a [`WatchHandle`] waits for the watcher thread (which checks its stop
+/// flag between bundles and every 100 ms while idle) before leaving it behind.
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
+
 impl Drop for WatchHandle {
+    /// Stops the watcher; never hangs: if the thread does not finish within [`STOP_WAIT`]
+    /// (an import of a large bundle in progress, or a read the kernel keeps waiting on), it is
+    /// detached and logged, and ends with the process. Store writes are atomic, so a process
+    /// exit in the middle of an import leaves the old store.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let t0 = Instant::now();
+            while !t.is_finished() && t0.elapsed() < STOP_WAIT {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                log::error!(
+                    "the enrollment watcher did not stop within {} s (busy importing, or blocked on the stick); leaving it behind",
+                    STOP_WAIT.as_secs()
+                );
+            }
         }
     }
 }
 
-fn bundle_identity(dir: &Path) -> Option<String> {
-    let m = std::fs::read(dir.join(super::bundle::MANIFEST)).ok()?;
-    let s = std::fs::read(dir.join(super::bundle::SIGNATURE)).unwrap_or_default();
-    Some(super::bundle::sha256_hex(&[m, s].concat()))
+/// What the watcher finds in one bundle folder.
+enum Found {
+    /// No `manifest.toml`: not a bundle (yet).
+    Nothing,
+    /// A bundle, identified by the sha256 of its manifest and signature.
+    Bundle(String),
+    /// The folder, manifest or signature cannot be read safely (link, FIFO, device, too
+    /// large, ...): refused without importing; `key` identifies the refusal.
+    Refused { key: String, error: EnrollError },
+}
+
+/// Remembered bundles and refusals per run, at most this many (then forgotten and re-learnt:
+/// a bundle already imported is then refused as a rollback, audited once more).
+const MAX_SEEN: usize = 4096;
+
+/// The bundle's identity, read with the same bounded, no-follow reads as the import: a FIFO
+/// cannot block the poll, a link to `/dev/zero` or a huge file cannot exhaust memory.
+fn bundle_identity(dir: &Path) -> Found {
+    use super::bundle::{MANIFEST, MAX_MANIFEST_BYTES, MAX_SIG_BYTES, SIGNATURE};
+    let refused = |error: EnrollError| Found::Refused {
+        key: format!("{}\0{}\0{error}", dir.display(), error.kind()),
+        error,
+    };
+    let folder = match BundleDir::open(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind == "missing" => return Found::Nothing,
+        Err(e) => {
+            return refused(EnrollError::Manifest {
+                path: dir.to_path_buf(),
+                reason: e.reason,
+            })
+        }
+    };
+    let m = match folder.read(Path::new(MANIFEST), MAX_MANIFEST_BYTES) {
+        Ok(f) => f.bytes,
+        Err(e) if e.kind == "missing" => return Found::Nothing,
+        Err(e) => {
+            return refused(EnrollError::Manifest {
+                path: dir.join(MANIFEST),
+                reason: e.reason,
+            })
+        }
+    };
+    let s = match folder.read(Path::new(SIGNATURE), MAX_SIG_BYTES) {
+        Ok(f) => f.bytes,
+        // unsigned: the import refuses it with the fix
+        Err(e) if e.kind == "missing" => Vec::new(),
+        Err(e) => {
+            return refused(EnrollError::Signature(format!(
+                "{}; then re-sign the bundle with `facegate bundle sign DIR --key KEY`",
+                e.reason
+            )))
+        }
+    };
+    let mut h = Sha256::new();
+    h.update(&m);
+    h.update(&s);
+    Found::Bundle(hex::encode(h.finalize()))
+}
+
+fn rejected_event(dir: &Path, id: Option<&str>, e: &EnrollError) -> WatchEvent {
+    log::warn!("enrollment bundle {} rejected: {e}", dir.display());
+    let problems = match e {
+        EnrollError::Rejected(p) => serde_json::to_value(p).unwrap_or_default(),
+        _ => Value::Null,
+    };
+    WatchEvent::Rejected {
+        audit: json!({"bundle": dir, "manifest_sha256": id, "kind": e.kind(), "error": e.to_string().chars().take(1000).collect::<String>(), "problems": problems}),
+    }
 }
 
 /// Starts the watcher thread.
@@ -122,7 +208,26 @@ pub fn spawn(
             let mut seen: HashSet<String> = HashSet::new();
             while !stop2.load(Ordering::Relaxed) {
                 for dir in expand(&cfg.patterns) {
-                    let Some(id) = bundle_identity(&dir) else { continue };
+                    if seen.len() > MAX_SEEN {
+                        log::warn!("enrollment watcher: over {MAX_SEEN} bundles seen in this run; forgetting them");
+                        seen.clear();
+                    }
+                    let id = match bundle_identity(&dir) {
+                        Found::Nothing => continue,
+                        Found::Bundle(id) => id,
+                        Found::Refused { key, error } => {
+                            if seen.insert(key) {
+                                let ev = rejected_event(&dir, None, &error);
+                                if cfg.write_report {
+                                    write_report(&dir, &report_text(&dir, &Err(error)));
+                                }
+                                if tx.send(ev).is_err() {
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
+                    };
                     if !seen.insert(id.clone()) {
                         continue;
                     }
@@ -147,16 +252,7 @@ pub fn spawn(
                                 audit: json!({"bundle": dir, "manifest_sha256": id, "version": o.version, "key": o.key_id, "enrolled": o.enrolled, "removed": o.removed, "photos": o.photos, "people": o.data.people.len()}),
                             }
                         }
-                        Err(e) => {
-                            log::warn!("enrollment bundle {} rejected: {e}", dir.display());
-                            let problems = match &e {
-                                EnrollError::Rejected(p) => serde_json::to_value(p).unwrap_or_default(),
-                                _ => Value::Null,
-                            };
-                            WatchEvent::Rejected {
-                                audit: json!({"bundle": dir, "manifest_sha256": id, "kind": e.kind(), "error": e.to_string().chars().take(1000).collect::<String>(), "problems": problems}),
-                            }
-                        }
+                        Err(e) => rejected_event(&dir, Some(&id), &e),
                     };
                     if tx.send(ev).is_err() {
                         return;
