@@ -103,3 +103,154 @@ fn classify(e: image::ImageError, origin: &Path) -> Error {
 pub fn intensity(p: &image::Rgb<u8>) -> u8 {
     ((u16::from(p.0[0]) + u16::from(p.0[1]) + u16::from(p.0[2])) / 3) as u8
 }
+
+/// Like [`decode_rgb`], but the decoded image never holds more than `max_pixels` pixels, so
+/// the caller's memory is bounded whatever the photo's size (enrollment imports, issue 10
+/// finding 6). A JPEG over the budget (a 12-48 MP phone photo) is decoded at 1/2, 1/4 or 1/8
+/// scale inside the IDCT: the full-size image is never built, and a face keeps far more pixels
+/// than alignment needs (the chip is 150x150). Other formats over the budget are refused before
+/// decoding (`ImageTooLarge`). EXIF orientation is applied as in [`decode_rgb`].
+pub fn decode_rgb_within(bytes: &[u8], origin: &Path, max_pixels: u64) -> Result<RgbImage> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::io(origin, e))?;
+    let format = reader.format();
+    let Ok(mut decoder) = reader.into_decoder() else {
+        // Let the full decoder produce its precise error (unsupported, corrupt, ...).
+        return decode_rgb(bytes, origin);
+    };
+    let (width, height) = decoder.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels <= max_pixels {
+        drop(decoder);
+        return decode_rgb(bytes, origin);
+    }
+    let too_large = || Error::ImageTooLarge {
+        path: origin.to_path_buf(),
+        width,
+        height,
+        limit: MAX_SIDE,
+    };
+    if format != Some(image::ImageFormat::Jpeg)
+        || width > MAX_SIDE
+        || height > MAX_SIDE
+        || pixels > MAX_PIXELS
+    {
+        return Err(too_large());
+    }
+    if !jpeg_is_complete(bytes) {
+        return Err(Error::CorruptImage {
+            path: origin.to_path_buf(),
+            reason: "truncated JPEG (no end-of-image marker); copy the file again".into(),
+        });
+    }
+    let orientation = decoder.orientation().ok();
+    drop(decoder);
+    let img = decode_jpeg_scaled(bytes, width, height, max_pixels).map_err(|reason| {
+        Error::CorruptImage {
+            path: origin.to_path_buf(),
+            reason,
+        }
+    })?;
+    let mut img = DynamicImage::ImageRgb8(img);
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    Ok(img.into_rgb8())
+}
+
+/// The smallest IDCT scale (1/2, 1/4, 1/8) that brings `width` x `height` within `max_pixels`,
+/// as the divisor; `None` when even 1/8 is over.
+pub fn jpeg_scale_divisor(width: u32, height: u32, max_pixels: u64) -> Option<u32> {
+    [1u32, 2, 4, 8]
+        .into_iter()
+        .find(|&d| u64::from(width.div_ceil(d)) * u64::from(height.div_ceil(d)) <= max_pixels)
+}
+
+fn decode_jpeg_scaled(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    max_pixels: u64,
+) -> std::result::Result<RgbImage, String> {
+    let d = jpeg_scale_divisor(width, height, max_pixels)
+        .ok_or_else(|| format!("{width}x{height} cannot be decoded within {max_pixels} pixels"))?;
+    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    dec.read_info().map_err(|e| e.to_string())?;
+    // Requests are u16 (the JPEG limit); MAX_SIDE keeps the division in range.
+    let req = |v: u32| u16::try_from(v.div_ceil(d)).unwrap_or(u16::MAX);
+    let (w, h) = dec
+        .scale(req(width), req(height))
+        .map_err(|e| e.to_string())?;
+    let (w, h) = (u32::from(w), u32::from(h));
+    if u64::from(w) * u64::from(h) > max_pixels {
+        return Err(format!(
+            "scaled decode gave {w}x{h}, over {max_pixels} pixels"
+        ));
+    }
+    // The decoder's working buffers stay within a few times the output.
+    dec.set_max_decoding_buffer_size((max_pixels as usize).saturating_mul(8));
+    let data = dec.decode().map_err(|e| e.to_string())?;
+    let info = dec.info().ok_or("no image information after decoding")?;
+    let rgb: Vec<u8> = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => data,
+        jpeg_decoder::PixelFormat::L8 => data.iter().flat_map(|&g| [g, g, g]).collect(),
+        jpeg_decoder::PixelFormat::L16 => data
+            .chunks_exact(2)
+            .flat_map(|c| {
+                let g = c[0];
+                [g, g, g]
+            })
+            .collect(),
+        jpeg_decoder::PixelFormat::CMYK32 => data
+            .chunks_exact(4)
+            .flat_map(|c| {
+                // As image 0.24 converted jpeg-decoder's CMYK: (1 - C)(1 - K).
+                let k = 255 - u16::from(c[3]);
+                let ch = |v: u8| (((255 - u16::from(v)) * k) / 255) as u8;
+                [ch(c[0]), ch(c[1]), ch(c[2])]
+            })
+            .collect(),
+    };
+    RgbImage::from_raw(w, h, rgb).ok_or_else(|| format!("decoded {w}x{h} has the wrong length"))
+}
+
+#[cfg(test)]
+mod within_tests {
+    use super::*;
+
+    fn jpeg(w: u32, h: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        });
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+            .encode_image(&img)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn scale_divisor_is_the_smallest_that_fits() {
+        assert_eq!(jpeg_scale_divisor(4032, 3024, 8_500_000), Some(2));
+        assert_eq!(jpeg_scale_divisor(8000, 6000, 8_500_000), Some(4));
+        assert_eq!(jpeg_scale_divisor(3840, 2160, 8_500_000), Some(1));
+        assert_eq!(jpeg_scale_divisor(12_000, 12_000, 1000), None);
+    }
+
+    #[test]
+    fn a_jpeg_over_the_budget_is_decoded_at_reduced_scale_and_others_whole() {
+        let p = Path::new("x.jpg");
+        let big = decode_rgb_within(&jpeg(2000, 1500), p, 1_000_000).unwrap();
+        assert_eq!(big.dimensions(), (1000, 750));
+        let small = decode_rgb_within(&jpeg(800, 600), p, 1_000_000).unwrap();
+        assert_eq!(small.dimensions(), (800, 600));
+        // The same picture, decoded whole and at half scale, agrees at a coarse level.
+        let whole = decode_rgb(&jpeg(2000, 1500), p).unwrap();
+        let (a, b) = (whole.get_pixel(1200, 900), big.get_pixel(600, 450));
+        assert!(
+            a.0.iter().zip(b.0).all(|(x, y)| x.abs_diff(y) < 24),
+            "{a:?} {b:?}"
+        );
+    }
+}

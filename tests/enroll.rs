@@ -1181,6 +1181,7 @@ fn daemon_start_records_a_truncated_audit_log_and_runs() {
 
 mod hostile_sticks {
     use super::*;
+    use image::ImageEncoder;
     use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
     use std::time::Duration;
@@ -1765,19 +1766,42 @@ mod hostile_sticks {
             rss / 1024
         );
 
+        // A non-JPEG over the pixel budget cannot be decoded at a reduced scale: refused from
+        // its header, before decoding, with the fix.
         let env = env();
-        let p = env.bytes_photo("alice/huge.jpg", &noisy_photo(3000, 3000, 75, 0));
+        let src = image::RgbImage::from_pixel(3000, 3000, image::Rgb([128, 128, 128]));
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(src.as_raw(), 3000, 3000, image::ExtendedColorType::Rgb8)
+            .expect("png");
+        let p = env.bytes_photo("alice/huge.png", &png);
         env.signed(&manifest(2, SITE, &[("alice", vec![p])]));
         let err = verify_bundle(&env.bundle, &env.policy, 1, None, &mut |_, _| {})
-            .expect_err("a 9-megapixel photo is refused");
+            .expect_err("a 9-megapixel PNG is refused");
         let EnrollError::Rejected(problems) = &err else {
             panic!("{err}")
         };
         assert_eq!(problems[0].kind, "too_large", "{err}");
         assert!(
             problems[0].reason.contains("3000x3000")
-                && problems[0].reason.contains("scale it down"),
+                && problems[0].reason.contains("save it as JPEG"),
             "{err}"
+        );
+    }
+
+    /// A phone photo (12 MP, 4032x3024 JPEG) is enrolled: decoded at half scale inside the
+    /// IDCT, so the full-size image is never held, and the import stays under 150 MB.
+    #[test]
+    fn phone_photos_over_the_pixel_budget_import_at_reduced_scale_under_150_mb() {
+        let photo = noisy_photo(4032, 3024, 92, 6);
+        let (code, rss, _, out) = import_copies(photo, 2);
+        eprintln!("2 photos of 4032x3024: peak RSS {} MB", rss / 1024);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("1 enrolled"), "{out}");
+        assert!(
+            rss < RSS_LIMIT_KIB,
+            "peak RSS {} MB over 150 MB: {out}",
+            rss / 1024
         );
     }
 }

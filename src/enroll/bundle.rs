@@ -19,8 +19,10 @@ pub const MAX_SIG_BYTES: u64 = 4096;
 /// Largest photo file accepted, before decoding (a 12-megapixel phone JPEG is 3-6 MB). With
 /// [`MAX_PHOTO_PIXELS`] it bounds the door's memory during an import (issue 10).
 pub const MAX_PHOTO_BYTES: u64 = 16 << 20;
-/// Largest enrollment photo, in pixels (8.5 megapixels: 3264x2448 and 3840x2160 fit), checked
-/// from the image header before decoding. A face needs far fewer; the limit keeps the import's
+/// Largest decoded enrollment photo, in pixels (8.5 megapixels: 3264x2448 and 3840x2160 fit),
+/// checked from the image header before decoding. A larger JPEG (phone photos are 12-48 MP) is
+/// decoded at 1/2, 1/4 or 1/8 scale within this budget ([`crate::imageio::decode_rgb_within`]);
+/// a larger PNG/GIF/PNM is refused. A face needs far fewer pixels; the budget keeps the import's
 /// peak memory (file + decoded image + models) under 150 MB.
 pub const MAX_PHOTO_PIXELS: u64 = 8_500_000;
 

@@ -207,26 +207,29 @@ fn read_and_decode(
     if !h.eq_ignore_ascii_case(signed_sha256) {
         return Err(("hash", format!("sha256 mismatch: the file is {h}, the signed manifest says {signed_sha256}; the photo was changed after signing: re-sign the bundle")));
     }
-    // The header's size, before decoding: the decoded image is the largest allocation.
-    let dims = image::ImageReader::new(std::io::Cursor::new(&file.bytes))
+    // The header's size, before decoding: the decoded image is the largest allocation. A JPEG
+    // over the budget (a 12-48 MP phone photo) is decoded at a reduced IDCT scale within it;
+    // other formats cannot be, and are refused here.
+    let header = image::ImageReader::new(std::io::Cursor::new(&file.bytes))
         .with_guessed_format()
-        .ok()
-        .and_then(|r| r.into_dimensions().ok());
-    if let Some((w, h)) = dims {
+        .ok();
+    let is_jpeg = header.as_ref().and_then(|r| r.format()) == Some(image::ImageFormat::Jpeg);
+    if let Some((w, h)) = header.and_then(|r| r.into_dimensions().ok()) {
         let pixels = u64::from(w) * u64::from(h);
-        if pixels > MAX_PHOTO_PIXELS {
+        if pixels > MAX_PHOTO_PIXELS && !is_jpeg {
             return Err((
                 "too_large",
                 format!(
                     "{w}x{h} is {:.1} megapixels, over the {:.1}-megapixel limit for enrollment photos \
-                     (it bounds the door's memory); scale it down, e.g. to 3264x2448 (a face needs far fewer pixels)",
+                     that are not JPEG (it bounds the door's memory); save it as JPEG (any size up to \
+                     48 megapixels is decoded at a reduced scale) or scale it down, e.g. to 3264x2448",
                     pixels as f64 / 1e6,
                     MAX_PHOTO_PIXELS as f64 / 1e6
                 ),
             ));
         }
     }
-    crate::imageio::decode_rgb(&file.bytes, Path::new(path)).map_err(|e| {
+    crate::imageio::decode_rgb_within(&file.bytes, Path::new(path), MAX_PHOTO_PIXELS).map_err(|e| {
         let kind = if matches!(e, crate::Error::ImageTooLarge { .. })
             || matches!(&e, crate::Error::CorruptImage { reason, .. } if reason.contains("limits"))
         {
