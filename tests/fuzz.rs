@@ -23,8 +23,11 @@
 //!   whole file runs in well under a minute); expensive targets run `N / weight`.
 //! * `FACEGATE_FUZZ_SEED=S`: another seed, to explore other inputs.
 //!
-//! A longer campaign: `FACEGATE_FUZZ_CASES=200000 cargo test --test fuzz -- --nocapture
-//! --include-ignored` (each target prints its executions, slowest case and peak heap).
+//! A longer campaign (about 20 minutes on 2 cores):
+//! `FACEGATE_FUZZ_CASES=100000 cargo test --test fuzz -- --nocapture` (each target prints its
+//! executions, slowest case and peak heap). Add `--include-ignored` once findings 3 and 10 of
+//! issue 10 are merged (until then their two properties fail, and the MJPEG one allocates
+//! hundreds of MiB per case).
 
 mod common;
 
@@ -1451,7 +1454,8 @@ fn mjpeg_huffman_insertion() {
 
 /// Issue 10 finding 15: mutated camera frames (no DHT, grey, EXIF; bit flips, truncation,
 /// header dimensions up to 1000x1000) never panic `decode_mjpeg`; a decoded frame has the
-/// dimensions its header claims and the heap stays bounded.
+/// dimensions its header claims and the heap stays bounded (frames claiming more than
+/// 4096x4096 are left to `mjpeg_decode_hostile_dims`).
 #[test]
 fn mjpeg_decode_frames() {
     let corpus = frame_corpus();
@@ -1469,9 +1473,17 @@ fn mjpeg_decode_frames() {
             if let Some((w, h)) = dims {
                 set_dims(&mut frame, w, h);
             }
+            let patched = insert_default_dht(&frame);
+            let header = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(&patched[..]))
+                .ok()
+                .map(|d| image::ImageDecoder::dimensions(&d));
+            // A byte mutation can also claim a huge size (65535x32767 was found): decode_mjpeg
+            // then allocates what the header claims, which is finding 10
+            // (mjpeg_decode_hostile_dims, ignored until it is merged).
+            prop_assume!(header.is_none_or(|(w, h)| u64::from(w) * u64::from(h) <= 4096 * 4096));
             if let Ok(img) = decode_mjpeg(&frame) {
                 prop_assert!(img.width() > 0 && img.height() > 0);
-                prop_assert!(img.len() == img.width() as usize * img.height() as usize * 3);
+                prop_assert_eq!(Some(img.dimensions()), header);
             }
             Ok(())
         },
