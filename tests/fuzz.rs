@@ -54,7 +54,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Cases per target when `FACEGATE_FUZZ_CASES` is not set.
-const DEFAULT_CASES: u32 = 1000;
+const DEFAULT_CASES: u32 = 2000;
 /// Default seed (any fixed value; `FACEGATE_FUZZ_SEED` overrides it).
 const DEFAULT_SEED: u64 = 0x0f0e_ca7e_2026_0010;
 /// A case slower than this fails (debug build of facegate, optimised dependencies, busy CI).
