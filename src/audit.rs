@@ -115,6 +115,10 @@ use sha2::{Digest, Sha256};
 /// `prev` of the first record of a chain: 64 zeros.
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// `seq` of a record never reaches this (2^53, the largest integer every JSON reader holds
+/// exactly); a log whose last record claims more was forged and is refused at open.
+pub const MAX_SEQ: u64 = 1 << 53;
+
 /// Longest string value accepted in `fields`, in bytes (keeps photos and blobs out of the log).
 pub const MAX_STRING_FIELD: usize = 4096;
 
@@ -607,6 +611,17 @@ impl AuditLog {
                     path: path.clone(),
                     line: line_no,
                     reason: format!("its hash does not match its content (stored {})", p.hash),
+                });
+            }
+            // A forged last record may carry any seq: continuing from u64::MAX would overflow.
+            if p.seq >= MAX_SEQ {
+                return Err(AuditError::CorruptTail {
+                    path: path.clone(),
+                    line: line_no,
+                    reason: format!(
+                        "its seq {} is beyond any real log (at most {MAX_SEQ})",
+                        p.seq
+                    ),
                 });
             }
             log.next_seq = p.seq + 1;

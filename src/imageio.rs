@@ -48,6 +48,12 @@ pub fn decode_rgb(bytes: &[u8], origin: &Path) -> Result<RgbImage> {
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(|e| classify(e, origin))?;
     let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(Error::CorruptImage {
+            path: origin.to_path_buf(),
+            reason: format!("its header says {width}x{height}: an image without pixels"),
+        });
+    }
     if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(Error::ImageTooLarge {
             path: origin.to_path_buf(),
