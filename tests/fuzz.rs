@@ -1338,6 +1338,42 @@ fn photo_decode_mutated() {
     );
 }
 
+/// Issue 10 findings 6 and 15: the enrollment decoder (`decode_rgb_within`, a JPEG over the
+/// pixel budget decoded at 1/2-1/8 scale through jpeg-decoder) on the same mutated photos:
+/// never more pixels than the budget, errors name the photo, no panic, bounded heap.
+#[test]
+fn photo_decode_within_budget_mutated() {
+    const BUDGET: u64 = 40_000;
+    let corpus = photo_corpus();
+    fuzz(
+        "photo_decode_within_budget_mutated",
+        2,
+        700 * MIB,
+        photo_case(false),
+        |case| {
+            let origin = Path::new("stick/facegate/alice/photo.jpg");
+            match imageio::decode_rgb_within(&case.bytes(corpus), origin, BUDGET) {
+                Ok(img) => {
+                    let (w, h) = img.dimensions();
+                    prop_assert!(w > 0 && h > 0, "decoded an empty {w}x{h} image");
+                    prop_assert!(
+                        u64::from(w) * u64::from(h) <= BUDGET,
+                        "decoded {w}x{h}, over the {BUDGET}-pixel budget"
+                    );
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    prop_assert!(
+                        msg.contains("alice/photo.jpg"),
+                        "error does not name the photo: {msg}"
+                    );
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
 /// Issue 10 finding 15: a header claiming dimensions over the limits (JPEG SOF up to
 /// 65535x65535, PNG IHDR up to 4294967295 with a valid CRC, GIF, PNM) is refused before
 /// decoding: an error, a small heap, no time.
