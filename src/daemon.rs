@@ -132,6 +132,8 @@ pub struct Daemon {
     liveness: Box<dyn LivenessCheck>,
     /// USB enrollment watcher (`[gallery] watch`); imports run in its thread.
     enroll: Option<crate::enroll::watch::WatchHandle>,
+    /// Where the per-visitor rate limit is kept across restarts (beside the audit log).
+    limiter_path: std::path::PathBuf,
     /// The last audit error while records cannot be written (the alarm), else `None`.
     audit_fault: Option<String>,
     /// Records not written yet (with `queued_at`), oldest first.
@@ -338,6 +340,7 @@ impl Daemon {
             camera,
             liveness: Box::new(NoLiveness),
             enroll,
+            limiter_path: limiter,
             audit_fault: None,
             pending: VecDeque::new(),
             lost: 0,
@@ -658,8 +661,7 @@ impl Daemon {
             }
         };
         let (decision, verdict) = self.policy.observe(Instant::now(), &evidence);
-        let limiter = crate::door::policy::limiter_path(&self.cfg.audit.path);
-        if let Err(e) = self.policy.save_limiter_if_changed(&limiter) {
+        if let Err(e) = self.policy.save_limiter_if_changed(&self.limiter_path) {
             log::error!("rate limiter: {e}");
         }
         log::debug!("frame {seq}: {verdict:?} -> {decision:?}");

@@ -197,22 +197,28 @@ pub fn root_of(dir: &Path) -> Result<PathBuf, EnrollError> {
 /// `facegate bundle sign`: fills (or checks, with `verify_only`) the photo hashes, rewrites
 /// the manifest if hashes were added, and writes `manifest.sig`. Returns the manifest.
 ///
+/// Opens the bundle folder (no link followed) and reads its manifest's bytes, bounded; the
+/// manifest is not parsed (nothing is, before the signature is checked).
+pub fn open_with_manifest(root: &Path) -> Result<(BundleDir, Vec<u8>), EnrollError> {
+    let mpath = root.join(MANIFEST);
+    let err = |e: super::stick::StickError| EnrollError::Manifest {
+        path: mpath.clone(),
+        reason: e.reason,
+    };
+    let folder = BundleDir::open(root).map_err(err)?;
+    let bytes = folder
+        .read(Path::new(MANIFEST), MAX_MANIFEST_BYTES)
+        .map_err(err)?
+        .bytes;
+    Ok((folder, bytes))
+}
+
 /// A hash already present that does not match the photo is an error (the photo changed since
 /// the manifest was written): delete the `sha256` entry to accept the new photo.
 pub fn sign_bundle(dir: &Path, key: &SecretKey) -> Result<Manifest, EnrollError> {
     let root = root_of(dir)?;
     let mpath = root.join(MANIFEST);
-    let folder = BundleDir::open(&root).map_err(|e| EnrollError::Manifest {
-        path: mpath.clone(),
-        reason: e.reason,
-    })?;
-    let bytes = folder
-        .read(Path::new(MANIFEST), MAX_MANIFEST_BYTES)
-        .map_err(|e| EnrollError::Manifest {
-            path: mpath.clone(),
-            reason: e.reason,
-        })?
-        .bytes;
+    let (folder, bytes) = open_with_manifest(&root)?;
     let mut m = Manifest::parse(&bytes, &mpath)?;
     m.check_ids(&mpath)?;
     let mut problems = Vec::new();

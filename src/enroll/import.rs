@@ -2,8 +2,7 @@
 //! store, all or nothing.
 
 use super::bundle::{
-    self, Manifest, MANIFEST, MAX_MANIFEST_BYTES, MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, MAX_SIG_BYTES,
-    SIGNATURE,
+    self, Manifest, MANIFEST, MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, MAX_SIG_BYTES, SIGNATURE,
 };
 use super::sign::{self, AdminKey};
 use super::stick::BundleDir;
@@ -61,18 +60,8 @@ pub fn verify_bundle(
     mut engine: Option<&mut FaceEngine>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Verified, EnrollError> {
-    let folder = BundleDir::open(dir).map_err(|e| EnrollError::Manifest {
-        path: dir.join(MANIFEST),
-        reason: e.reason,
-    })?;
     let mpath = dir.join(MANIFEST);
-    let manifest_bytes = folder
-        .read(Path::new(MANIFEST), MAX_MANIFEST_BYTES)
-        .map_err(|e| EnrollError::Manifest {
-            path: mpath.clone(),
-            reason: e.reason,
-        })?
-        .bytes;
+    let (folder, manifest_bytes) = bundle::open_with_manifest(dir)?;
     let sig_bytes = folder
         .read(Path::new(SIGNATURE), MAX_SIG_BYTES)
         .map_err(|e| {
