@@ -1,11 +1,11 @@
 //! The command line. `main` only calls [`main`] here; every command is a thin layer over the
 //! library so that it can be tested without a shell.
 
+use crate::assemble::{embed_one, gallery_from_dir};
 use crate::bench::{self, BenchOptions};
 use crate::error::{Error, Result};
-use crate::eval::{self, main_face, EvalOptions, Protocol};
+use crate::eval::{self, EvalOptions, Protocol};
 use crate::face::{FaceModels, ModelOptions};
-use crate::gallery::{Gallery, Person};
 use crate::imageio::load_rgb;
 use crate::models::ModelDir;
 use clap::{Args, Parser, Subcommand};
@@ -13,10 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Exit code for "no" answers (different people, no match).
-pub const EXIT_NO: u8 = 1;
-/// Exit code for errors (unreadable file, no face, bad arguments).
-pub const EXIT_ERROR: u8 = 2;
+pub use crate::error::{EXIT_ERROR, EXIT_NO};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -500,14 +497,6 @@ fn default_bench_images() -> Result<Vec<PathBuf>> {
 }
 
 /// The largest face of one photo, or a "no face" error naming the file.
-fn embed_one(engine: &mut crate::face::FaceEngine, path: &Path) -> Result<crate::face::Face> {
-    let img = load_rgb(path)?;
-    let faces = engine.faces(&img)?;
-    main_face(&faces).cloned().ok_or_else(|| Error::NoFace {
-        path: path.to_path_buf(),
-    })
-}
-
 pub fn verify(opts: &ModelOptions, a: &Path, b: &Path, threshold: Option<f32>) -> Result<u8> {
     let models = FaceModels::load(opts)?;
     let mut engine = models.engine()?;
@@ -549,55 +538,6 @@ pub fn embed(opts: &ModelOptions, images: &[PathBuf]) -> Result<u8> {
         println!("{line}");
     }
     Ok(if failed { EXIT_ERROR } else { 0 })
-}
-
-/// Builds a gallery from a directory of photos (see `identify --help`).
-pub fn gallery_from_dir(models: &Arc<FaceModels>, dir: &Path) -> Result<Gallery> {
-    let mut engine = models.engine()?;
-    let mut people = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for p in entries {
-        let (id, photos) = if p.is_dir() {
-            let mut photos: Vec<PathBuf> = std::fs::read_dir(&p)
-                .map_err(|e| Error::io(&p, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file())
-                .collect();
-            photos.sort();
-            (p.file_name().unwrap().to_string_lossy().to_string(), photos)
-        } else {
-            (
-                p.file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .to_string(),
-                vec![p.clone()],
-            )
-        };
-        let mut embeddings = Vec::new();
-        for photo in &photos {
-            embeddings.push(embed_one(&mut engine, photo)?.embedding);
-        }
-        if !embeddings.is_empty() {
-            people.push(Person {
-                name: id.clone(),
-                id,
-                embeddings,
-                access: Default::default(),
-            });
-        }
-    }
-    if people.is_empty() {
-        return Err(Error::Invalid(format!(
-            "gallery {} holds no photos",
-            dir.display()
-        )));
-    }
-    Ok(Gallery::from_people(people))
 }
 
 pub fn identify(

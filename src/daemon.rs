@@ -51,21 +51,17 @@
 //! petting the watchdog and returns an error, so `facegate run` exits non-zero and systemd
 //! restarts it.
 
+use crate::assemble;
 use crate::audit::{AuditError, AuditLog};
-use crate::camera::replay::{Pacing, ReplaySource};
 use crate::camera::supervisor::{CameraEvent, Opener, Supervisor, SupervisorConfig};
-use crate::camera::v4l2::{V4l2Config, V4l2Source};
-use crate::camera::{CameraError, FrameSource};
-use crate::config::{CameraKind, Config, LockBackend, SafeStateConfig};
-use crate::door::controller::{
-    install_panic_guard, DoorConfig, DoorController, DoorEventKind, DoorInputs, SafeState,
-};
+use crate::config::Config;
+use crate::door::controller::{install_panic_guard, DoorController, DoorEventKind, DoorInputs};
 use crate::door::lock::LockOutput;
 use crate::door::policy::{Decision, Evidence, Liveness, Policy, PolicySettings};
 use crate::error::{Error, Result};
 use crate::face::quality::Quality;
 use crate::face::{FaceEngine, FaceModels};
-use crate::gallery::{Gallery, Person};
+use crate::gallery::Gallery;
 use crate::statelock::StateLock;
 use image::RgbImage;
 use serde_json::json;
@@ -146,150 +142,6 @@ pub struct Daemon {
     _state_lock: StateLock,
 }
 
-/// The door controller's settings from `[lock]`.
-pub fn door_config(cfg: &Config) -> DoorConfig {
-    DoorConfig {
-        safe_state: match cfg.lock.safe_state {
-            SafeStateConfig::Locked => SafeState::Locked,
-            SafeStateConfig::Unlocked => SafeState::Unlocked,
-        },
-        pulse: Duration::from_millis(cfg.lock.unlock_ms),
-        max_pulse: Duration::from_millis(cfg.lock.max_unlock_ms),
-        ..DoorConfig::default()
-    }
-}
-
-/// The lock output the configuration asks for.
-pub fn lock_output(cfg: &Config) -> Result<Box<dyn LockOutput>> {
-    let l = &cfg.lock;
-    let err = |e: crate::door::lock::LockError| Error::Invalid(format!("[lock] {e}"));
-    Ok(match l.backend {
-        LockBackend::Simulated => match &l.sim_state_file {
-            None => Box::new(crate::door::sim::SimulatedOutput::new("simulated relay")),
-            Some(path) => Box::new(crate::door::sim::SimulatedOutput::with_state_file(
-                "simulated relay",
-                path,
-            )),
-        },
-        LockBackend::Rppal => Box::new(
-            crate::door::rppal_out::RppalOutput::new(l.pin.expect("validated"), l.active_low)
-                .map_err(err)?,
-        ),
-        LockBackend::Gpiocdev => {
-            let line = l.line.as_deref().expect("validated");
-            let spec = match (&l.chip, line.parse::<u32>()) {
-                (Some(chip), Ok(offset)) => crate::door::gpiocdev_out::LineSpec::ChipOffset {
-                    chip: chip.clone(),
-                    offset,
-                },
-                _ => crate::door::gpiocdev_out::LineSpec::Name(line.to_string()),
-            };
-            Box::new(
-                crate::door::gpiocdev_out::GpiocdevOutput::new(&spec, l.active_low).map_err(err)?,
-            )
-        }
-    })
-}
-
-/// The door contact and exit button the configuration names (GPIO character-device lines).
-pub fn door_inputs(cfg: &Config) -> Result<DoorInputs> {
-    use crate::door::gpiocdev_out::{GpiocdevInput, LineSpec, Pull};
-    let l = &cfg.lock;
-    let pull = if l.inputs_active_low {
-        Pull::Up
-    } else {
-        Pull::Down
-    };
-    let open = |line: &Option<String>| -> Result<Option<Box<dyn crate::door::lock::DoorInput>>> {
-        match line {
-            None => Ok(None),
-            Some(name) => {
-                let spec: LineSpec = name
-                    .parse()
-                    .map_err(|e| Error::Invalid(format!("[lock] input line {name:?}: {e}")))?;
-                let input = GpiocdevInput::new(&spec, l.inputs_active_low, pull)
-                    .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
-                Ok(Some(Box::new(input)))
-            }
-        }
-    };
-    Ok(DoorInputs {
-        door_contact: open(&l.door_contact)?,
-        exit_button: open(&l.exit_button)?,
-    })
-}
-
-/// The camera opener the configuration asks for.
-pub fn camera_opener(cfg: &Config) -> Opener {
-    let c = cfg.camera.clone();
-    Box::new(
-        move || -> std::result::Result<Box<dyn FrameSource>, CameraError> {
-            match c.source {
-                CameraKind::Replay => {
-                    let pacing = if c.replay_realtime {
-                        Pacing::RealTime {
-                            fps: f64::from(c.fps),
-                        }
-                    } else {
-                        Pacing::EveryFrame
-                    };
-                    let dir = c.replay_dir.as_ref().expect("validated");
-                    Ok(Box::new(ReplaySource::open(dir, pacing, c.replay_loop)?))
-                }
-                CameraKind::V4l2 => Ok(Box::new(V4l2Source::open(&V4l2Config {
-                    device: c.device.clone(),
-                    width: c.width,
-                    height: c.height,
-                    fps: c.fps,
-                    ..V4l2Config::default()
-                })?)),
-            }
-        },
-    )
-}
-
-/// Enrols the configured people (one-shot: their photos' embeddings are the gallery).
-pub fn enrol_from_config(cfg: &Config, models: &std::sync::Arc<FaceModels>) -> Result<Gallery> {
-    let mut gallery = match &cfg.gallery.photos_dir {
-        Some(dir) => crate::cli::gallery_from_dir(models, dir)?,
-        None => Gallery::new(),
-    };
-    let mut engine = models.engine()?;
-    for p in &cfg.gallery.people {
-        let mut embeddings = Vec::new();
-        for photo in &p.photos {
-            let img = crate::imageio::load_rgb(photo)?;
-            let faces = engine.faces(&img)?;
-            match faces.len() {
-                0 => {
-                    return Err(Error::NoFace {
-                        path: photo.clone(),
-                    })
-                }
-                1 => embeddings.push(faces[0].embedding),
-                n => {
-                    return Err(Error::Invalid(format!(
-                    "{}: {n} faces in an enrollment photo of {}; use a photo of that person alone",
-                    photo.display(),
-                    p.id
-                )))
-                }
-            }
-        }
-        gallery.upsert(Person {
-            id: p.id.clone(),
-            name: if p.name.is_empty() {
-                p.id.clone()
-            } else {
-                p.name.clone()
-            },
-            embeddings,
-            access: p.access(),
-        });
-    }
-    Ok(gallery)
-}
-
 impl Daemon {
     /// Builds the daemon from its parts (tests inject a simulated lock and a failing camera).
     pub fn new(cfg: Config, lock: Box<dyn LockOutput>, camera: Opener) -> Result<Daemon> {
@@ -306,15 +158,15 @@ impl Daemon {
         inputs: DoorInputs,
         camera: Opener,
     ) -> Result<Daemon> {
-        let door = DoorController::start_with_inputs(lock, door_config(&cfg), inputs)
+        let door = DoorController::start_with_inputs(lock, assemble::door_config(&cfg), inputs)
             .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
         install_panic_guard(&door);
         let state_lock = StateLock::acquire(&cfg, "run")?;
         let audit =
             AuditLog::open_for_config(&cfg).map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
         let models = FaceModels::load(&cfg.model_options())?;
-        let gallery = enrol_from_config(&cfg, &models)?;
-        let (gallery, enroll) = crate::enroll::watch::start_for_daemon(&cfg, &models, gallery)?;
+        let gallery = assemble::enrol_from_config(&cfg, &models)?;
+        let (gallery, enroll) = assemble::store_and_watcher(&cfg, &models, gallery)?;
         let engine = models.engine()?;
         let camera = Supervisor::new(
             camera,
@@ -349,11 +201,12 @@ impl Daemon {
         })
     }
 
-    /// Builds the daemon with the lock and camera the configuration names.
+    /// Builds the daemon with the lock, inputs and camera the configuration names
+    /// ([`assemble`]).
     pub fn from_config(cfg: Config) -> Result<Daemon> {
-        let lock = lock_output(&cfg)?;
-        let inputs = door_inputs(&cfg)?;
-        let opener = camera_opener(&cfg);
+        let lock = assemble::lock_output(&cfg)?;
+        let inputs = assemble::door_inputs(&cfg)?;
+        let opener = assemble::camera_opener(&cfg);
         Daemon::with_inputs(cfg, lock, inputs, opener)
     }
 

@@ -2,9 +2,11 @@
 //!
 //! A frame reads from camera to lock through modules named for their job: [`face`] finds,
 //! aligns and embeds faces; [`gallery`] holds enrolled embeddings and matches against them;
-//! [`eval`] measures verification accuracy; [`bench`] measures speed; [`cli`] is the command
-//! line. See README.md for the whole picture.
+//! [`eval`] measures verification accuracy; [`bench`] measures speed; [`assemble`] builds the
+//! lock, camera, gallery and import policy from a configuration; [`cli`] is the command line.
+//! See README.md for the whole picture.
 
+pub mod assemble;
 pub mod audit;
 pub mod bench;
 pub mod camera;

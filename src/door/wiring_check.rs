@@ -1,7 +1,7 @@
 //! `facegate lock test`: the installer's wiring check. Opens the lock output the configuration
-//! names, exactly as the daemon does (relay driven to the safe state first), sends one normal
-//! unlock pulse through the [`DoorController`], waits for the relock and reports what the
-//! controller saw. The installer watches the relay and the door while it runs.
+//! names, exactly as the daemon does (both ask [`crate::assemble`]; relay driven to the safe
+//! state first), sends one normal unlock pulse through the [`DoorController`], waits for the
+//! relock and reports what the controller saw. The installer watches the relay and the door while it runs.
 //!
 //! The daemon must be stopped first: a GPIO line has one owner at a time, and the audit log one
 //! writer (`facegate lock test` refuses while the daemon holds the state lock,
@@ -55,8 +55,8 @@ pub fn pulse_once(cfg: &Config) -> Result<PulseReport> {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| Error::Invalid(format!("cannot install the signal handler: {e}")))?;
     }
-    let output = crate::daemon::lock_output(cfg)?;
-    let door_cfg = crate::daemon::door_config(cfg);
+    let output = crate::assemble::lock_output(cfg)?;
+    let door_cfg = crate::assemble::door_config(cfg);
     let mut door = DoorController::start(output, door_cfg.clone())
         .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
     let description = door.health().output;
@@ -188,7 +188,7 @@ pub struct SafeReport {
 /// daemon holding the lock, is reported but does not fail the command: the relay is what
 /// matters here. Errors only when the relay could not be written.
 pub fn drive_safe(cfg: &Config) -> Result<SafeReport> {
-    let mut output = crate::daemon::lock_output(cfg)?;
+    let mut output = crate::assemble::lock_output(cfg)?;
     let description = output.describe();
     let mut attempts = 0;
     let mut last = None;

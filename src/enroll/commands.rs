@@ -1,5 +1,6 @@
 //! The command-line side of enrollment: `facegate bundle keygen|sign|check`,
-//! `facegate staff list|remove` and `facegate enroll import` (see [`crate::cli`]).
+//! `facegate staff list|remove` and `facegate enroll import` (dispatched by `crate::cli`; the
+//! import policy comes from [`crate::assemble::import_policy`]).
 
 use super::bundle::{self, MANIFEST};
 use super::import::{import_bundle, report_text, verify_bundle, write_report, ImportPolicy};
@@ -7,7 +8,7 @@ use super::sign::{AdminKey, SecretKey};
 use super::store::Store;
 use super::EnrollError;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, EXIT_NO};
 use crate::face::{FaceModels, ModelOptions};
 use serde_json::json;
 use std::path::Path;
@@ -141,7 +142,7 @@ pub fn check(dir: &Path, models: &ModelOptions, o: &CheckOptions) -> Result<u8> 
         }
         Err(e) => {
             println!("REJECTED: {e}");
-            Ok(crate::cli::EXIT_NO)
+            Ok(EXIT_NO)
         }
     }
 }
@@ -244,7 +245,7 @@ pub fn staff_remove(config: &Path, id: &str) -> Result<u8> {
 pub fn import(config: &Path, dir: &Path) -> Result<u8> {
     let cfg = Config::load(config)?;
     let store = store_of(&cfg)?;
-    let policy = policy_of(&cfg)?;
+    let policy = crate::assemble::import_policy(&cfg)?;
     let models = FaceModels::load(&cfg.model_options())?;
     let mut engine = models.engine()?;
     let bar = indicatif::ProgressBar::new(0);
@@ -280,21 +281,7 @@ pub fn import(config: &Path, dir: &Path) -> Result<u8> {
                 json!({"bundle": dir, "kind": e.kind(), "error": e.to_string().chars().take(1000).collect::<String>()}),
             )?;
             println!("REJECTED (store unchanged): {e}");
-            Ok(crate::cli::EXIT_NO)
+            Ok(EXIT_NO)
         }
     }
-}
-
-/// The import policy a configuration pins.
-pub fn policy_of(cfg: &Config) -> Result<ImportPolicy> {
-    Ok(ImportPolicy {
-        admin_keys: cfg
-            .gallery
-            .admin_keys
-            .iter()
-            .map(|k| AdminKey::parse(k))
-            .collect::<std::result::Result<Vec<_>, _>>()?,
-        sites: cfg.gallery.sites(),
-        min_eye_distance_px: cfg.policy.min_eye_distance_px,
-    })
 }

@@ -1,0 +1,298 @@
+//! From a [`Config`] to the parts that run the door: the one place that reads the
+//! configuration's `[lock]`, `[camera]` and `[gallery]` sections and builds what they name.
+//!
+//! ```text
+//!   Config ─┬─> door_config, lock_output, door_inputs ──> DoorController  (daemon, lock test, lock safe)
+//!           ├─> camera_opener ─────────────────────────> Supervisor      (daemon)
+//!           ├─> enrol_from_config (photos_dir, people) ─> Gallery         (daemon; identify uses gallery_from_dir)
+//!           ├─> import_policy ─────────────────────────> ImportPolicy    (enroll import, USB watcher)
+//!           └─> store_and_watcher ─────────────────────> store gallery + WatchHandle (daemon)
+//! ```
+//!
+//! Everything that needs a part asks here, so no command reaches into another command's module
+//! for it: the daemon, `facegate lock test|safe` ([`crate::door::wiring_check`]), the enrollment
+//! commands ([`crate::enroll::commands`]) and the USB watcher get the same lock, camera, gallery
+//! and policy from the same configuration.
+
+use crate::camera::replay::{Pacing, ReplaySource};
+use crate::camera::supervisor::Opener;
+use crate::camera::v4l2::{V4l2Config, V4l2Source};
+use crate::camera::{CameraError, FrameSource};
+use crate::config::{CameraKind, Config, LockBackend, SafeStateConfig};
+use crate::door::controller::{DoorConfig, DoorInputs, SafeState};
+use crate::door::lock::LockOutput;
+use crate::enroll::import::ImportPolicy;
+use crate::enroll::sign::AdminKey;
+use crate::enroll::store::Store;
+use crate::enroll::watch::{self, WatchConfig, WatchHandle};
+use crate::enroll::EnrollError;
+use crate::error::{Error, Result};
+use crate::eval::main_face;
+use crate::face::{Face, FaceEngine, FaceModels};
+use crate::gallery::{Gallery, Person};
+use crate::imageio::load_rgb;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The door controller's settings from `[lock]`.
+pub fn door_config(cfg: &Config) -> DoorConfig {
+    DoorConfig {
+        safe_state: match cfg.lock.safe_state {
+            SafeStateConfig::Locked => SafeState::Locked,
+            SafeStateConfig::Unlocked => SafeState::Unlocked,
+        },
+        pulse: Duration::from_millis(cfg.lock.unlock_ms),
+        max_pulse: Duration::from_millis(cfg.lock.max_unlock_ms),
+        ..DoorConfig::default()
+    }
+}
+
+/// The lock output the configuration asks for.
+pub fn lock_output(cfg: &Config) -> Result<Box<dyn LockOutput>> {
+    let l = &cfg.lock;
+    let err = |e: crate::door::lock::LockError| Error::Invalid(format!("[lock] {e}"));
+    Ok(match l.backend {
+        LockBackend::Simulated => match &l.sim_state_file {
+            None => Box::new(crate::door::sim::SimulatedOutput::new("simulated relay")),
+            Some(path) => Box::new(crate::door::sim::SimulatedOutput::with_state_file(
+                "simulated relay",
+                path,
+            )),
+        },
+        LockBackend::Rppal => Box::new(
+            crate::door::rppal_out::RppalOutput::new(l.pin.expect("validated"), l.active_low)
+                .map_err(err)?,
+        ),
+        LockBackend::Gpiocdev => {
+            let line = l.line.as_deref().expect("validated");
+            let spec = match (&l.chip, line.parse::<u32>()) {
+                (Some(chip), Ok(offset)) => crate::door::gpiocdev_out::LineSpec::ChipOffset {
+                    chip: chip.clone(),
+                    offset,
+                },
+                _ => crate::door::gpiocdev_out::LineSpec::Name(line.to_string()),
+            };
+            Box::new(
+                crate::door::gpiocdev_out::GpiocdevOutput::new(&spec, l.active_low).map_err(err)?,
+            )
+        }
+    })
+}
+
+/// The door contact and exit button the configuration names (GPIO character-device lines).
+pub fn door_inputs(cfg: &Config) -> Result<DoorInputs> {
+    use crate::door::gpiocdev_out::{GpiocdevInput, LineSpec, Pull};
+    let l = &cfg.lock;
+    let pull = if l.inputs_active_low {
+        Pull::Up
+    } else {
+        Pull::Down
+    };
+    let open = |line: &Option<String>| -> Result<Option<Box<dyn crate::door::lock::DoorInput>>> {
+        match line {
+            None => Ok(None),
+            Some(name) => {
+                let spec: LineSpec = name
+                    .parse()
+                    .map_err(|e| Error::Invalid(format!("[lock] input line {name:?}: {e}")))?;
+                let input = GpiocdevInput::new(&spec, l.inputs_active_low, pull)
+                    .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
+                Ok(Some(Box::new(input)))
+            }
+        }
+    };
+    Ok(DoorInputs {
+        door_contact: open(&l.door_contact)?,
+        exit_button: open(&l.exit_button)?,
+    })
+}
+
+/// The camera opener the configuration asks for.
+pub fn camera_opener(cfg: &Config) -> Opener {
+    let c = cfg.camera.clone();
+    Box::new(
+        move || -> std::result::Result<Box<dyn FrameSource>, CameraError> {
+            match c.source {
+                CameraKind::Replay => {
+                    let pacing = if c.replay_realtime {
+                        Pacing::RealTime {
+                            fps: f64::from(c.fps),
+                        }
+                    } else {
+                        Pacing::EveryFrame
+                    };
+                    let dir = c.replay_dir.as_ref().expect("validated");
+                    Ok(Box::new(ReplaySource::open(dir, pacing, c.replay_loop)?))
+                }
+                CameraKind::V4l2 => Ok(Box::new(V4l2Source::open(&V4l2Config {
+                    device: c.device.clone(),
+                    width: c.width,
+                    height: c.height,
+                    fps: c.fps,
+                    ..V4l2Config::default()
+                })?)),
+            }
+        },
+    )
+}
+
+/// Embeds the main face of one photo (the command line's rule: [`main_face`]).
+pub(crate) fn embed_one(engine: &mut FaceEngine, path: &Path) -> Result<Face> {
+    let img = load_rgb(path)?;
+    let faces = engine.faces(&img)?;
+    main_face(&faces).cloned().ok_or_else(|| Error::NoFace {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Builds a gallery from a directory of photos (see `identify --help`): one person per photo
+/// (named by the file stem) or per subdirectory (named by the directory, all its photos).
+pub fn gallery_from_dir(models: &Arc<FaceModels>, dir: &Path) -> Result<Gallery> {
+    let mut engine = models.engine()?;
+    let mut people = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let (id, photos) = if p.is_dir() {
+            let mut photos: Vec<PathBuf> = std::fs::read_dir(&p)
+                .map_err(|e| Error::io(&p, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file())
+                .collect();
+            photos.sort();
+            (p.file_name().unwrap().to_string_lossy().to_string(), photos)
+        } else {
+            (
+                p.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string(),
+                vec![p.clone()],
+            )
+        };
+        let mut embeddings = Vec::new();
+        for photo in &photos {
+            embeddings.push(embed_one(&mut engine, photo)?.embedding);
+        }
+        if !embeddings.is_empty() {
+            people.push(Person {
+                name: id.clone(),
+                id,
+                embeddings,
+                access: Default::default(),
+            });
+        }
+    }
+    if people.is_empty() {
+        return Err(Error::Invalid(format!(
+            "gallery {} holds no photos",
+            dir.display()
+        )));
+    }
+    Ok(Gallery::from_people(people))
+}
+
+/// Enrols the configured people (one-shot: their photos' embeddings are the gallery):
+/// `[gallery] photos_dir` (see [`gallery_from_dir`]), then each `[[gallery.people]]`.
+pub fn enrol_from_config(cfg: &Config, models: &Arc<FaceModels>) -> Result<Gallery> {
+    let mut gallery = match &cfg.gallery.photos_dir {
+        Some(dir) => gallery_from_dir(models, dir)?,
+        None => Gallery::new(),
+    };
+    let mut engine = models.engine()?;
+    for p in &cfg.gallery.people {
+        let mut embeddings = Vec::new();
+        for photo in &p.photos {
+            let img = load_rgb(photo)?;
+            let faces = engine.faces(&img)?;
+            match faces.len() {
+                0 => {
+                    return Err(Error::NoFace {
+                        path: photo.clone(),
+                    })
+                }
+                1 => embeddings.push(faces[0].embedding),
+                n => {
+                    return Err(Error::Invalid(format!(
+                    "{}: {n} faces in an enrollment photo of {}; use a photo of that person alone",
+                    photo.display(),
+                    p.id
+                )))
+                }
+            }
+        }
+        gallery.upsert(Person {
+            id: p.id.clone(),
+            name: if p.name.is_empty() {
+                p.id.clone()
+            } else {
+                p.name.clone()
+            },
+            embeddings,
+            access: p.access(),
+        });
+    }
+    Ok(gallery)
+}
+
+/// The import policy a configuration pins (admin keys, sites, minimum eye distance), for
+/// `facegate enroll import` and the USB watcher.
+pub fn import_policy(cfg: &Config) -> Result<ImportPolicy> {
+    Ok(ImportPolicy {
+        admin_keys: cfg
+            .gallery
+            .admin_keys
+            .iter()
+            .map(|k| AdminKey::parse(k))
+            .collect::<std::result::Result<Vec<_>, _>>()?,
+        sites: cfg.gallery.sites(),
+        min_eye_distance_px: cfg.policy.min_eye_distance_px,
+    })
+}
+
+/// The daemon's start: lays the encrypted store (if `[gallery] store` is set) over the people
+/// enrolled from the config, and starts the USB watcher (if `[gallery] watch` is set).
+/// A store that cannot be read or was made with another encoder stops the start.
+pub fn store_and_watcher(
+    cfg: &Config,
+    models: &Arc<FaceModels>,
+    base: Gallery,
+) -> std::result::Result<(Gallery, Option<WatchHandle>), EnrollError> {
+    let g = &cfg.gallery;
+    let (Some(store_path), Some(key_path)) = (&g.store, g.key_path()) else {
+        return Ok((base, None));
+    };
+    let store = Store::open_with_log(store_path, &key_path, Some(&cfg.audit.path))?;
+    let data = store.load(&models.encoder.sha256)?;
+    log::info!(
+        "gallery store {}: bundle version {}, {} people",
+        store_path.display(),
+        data.bundle_version,
+        data.people.len()
+    );
+    let gallery = watch::merged(base.people(), &data.people);
+    if g.watch.is_empty() {
+        return Ok((gallery, None));
+    }
+    let handle = watch::spawn(
+        models.clone(),
+        store,
+        WatchConfig {
+            patterns: g.watch.clone(),
+            poll: Duration::from_secs_f64(g.poll_s),
+            write_report: g.write_report,
+            policy: import_policy(cfg).map_err(|e| EnrollError::Key(e.to_string()))?,
+            base: base.people().to_vec(),
+        },
+    )?;
+    log::info!(
+        "watching {:?} for signed enrollment bundles every {} s",
+        g.watch,
+        g.poll_s
+    );
+    Ok((gallery, Some(handle)))
+}
