@@ -108,6 +108,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::fsutil::sha256_hex;
 use crate::seal::{Head, LogFacts, Seal};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -243,10 +244,6 @@ fn write_canonical(v: &Value, out: &mut String) {
         }
         other => out.push_str(&other.to_string()),
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// The first version's `hash` of a record: hex SHA-256 of `prev` followed by the canonical

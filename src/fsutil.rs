@@ -1,8 +1,10 @@
 //! Durable file writes: write to a temporary file beside the target, fsync it, rename it over
 //! the target, fsync the directory. A reader (or a reboot) sees the old file or the new one,
-//! never a torn one.
+//! never a torn one. Also the crate's one hex SHA-256 ([`sha256_hex`]), for model files,
+//! bundle files and manifests, the store and the audit chain.
 
 use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -69,6 +71,12 @@ pub fn write_png(path: &Path, img: &image::RgbImage) -> Result<()> {
         )
         .map_err(|e| Error::Invalid(format!("cannot encode {}: {e}", path.display())))?;
     write_atomic(path, &out, 0o644)
+}
+
+/// Lower-case hex SHA-256 of `bytes`: the one digest text the crate writes and compares
+/// (`models.toml`, bundle manifests, the store, the audit chain).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! foreign model is refused at start with a message naming the file, never run.
 
 use crate::error::{Error, Result};
+use crate::fsutil::sha256_hex;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -181,8 +181,4 @@ impl ModelDir {
     pub fn path_of(&self, file: &str) -> PathBuf {
         self.root.join(file)
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }

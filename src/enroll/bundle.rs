@@ -6,8 +6,11 @@ use super::stick::BundleDir;
 use super::{EnrollError, Problem};
 use crate::gallery::{Access, Window};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
+
+/// Kept at this path for callers outside the crate (tests); the one definition is
+/// [`crate::fsutil::sha256_hex`].
+pub use crate::fsutil::sha256_hex;
 
 /// The manifest schema this build reads.
 pub const SCHEMA: u32 = 1;
@@ -185,10 +188,6 @@ pub fn read_confined(root: &Path, rel: &Path, max: u64) -> Result<Vec<u8>, (&'st
         .map_err(|e| (e.kind, e.reason))
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 /// The canonical bundle root.
 pub fn root_of(dir: &Path) -> Result<PathBuf, EnrollError> {
     dir.canonicalize().map_err(|e| EnrollError::io(dir, e))
@@ -242,7 +241,7 @@ pub fn sign_bundle(dir: &Path, key: &SecretKey) -> Result<Manifest, EnrollError>
             };
             match folder.read(&rel, MAX_PHOTO_BYTES) {
                 Ok(f) => {
-                    let h = f.sha256_hex();
+                    let h = hex::encode(f.sha256);
                     if photo.sha256.is_empty() {
                         photo.sha256 = h;
                         changed = true;

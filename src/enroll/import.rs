@@ -168,7 +168,7 @@ pub fn verify_bundle(
     }
     Ok(Verified {
         key_id: key.id_hex(),
-        manifest_sha256: bundle::sha256_hex(&manifest_bytes),
+        manifest_sha256: crate::fsutil::sha256_hex(&manifest_bytes),
         manifest,
         people,
         photo_times,
@@ -192,7 +192,7 @@ fn read_and_decode(
     let file = folder
         .read(&rel, MAX_PHOTO_BYTES)
         .map_err(|e| (e.kind, e.reason))?;
-    let h = file.sha256_hex();
+    let h = hex::encode(file.sha256);
     if !h.eq_ignore_ascii_case(signed_sha256) {
         return Err(("hash", format!("sha256 mismatch: the file is {h}, the signed manifest says {signed_sha256}; the photo was changed after signing: re-sign the bundle")));
     }

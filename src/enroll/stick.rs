@@ -69,12 +69,6 @@ pub struct StickFile {
     pub sha256: [u8; 32],
 }
 
-impl StickFile {
-    pub fn sha256_hex(&self) -> String {
-        hex::encode(self.sha256)
-    }
-}
-
 /// A bundle folder opened without following links; all reads are relative to it.
 pub struct BundleDir {
     fd: OwnedFd,

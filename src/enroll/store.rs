@@ -295,7 +295,7 @@ impl Store {
         }
         let entry = StoreSeal {
             version: data.bundle_version,
-            sha256: super::bundle::sha256_hex(bytes),
+            sha256: crate::fsutil::sha256_hex(bytes),
         };
         self.seal.update(|s| {
             s.max_version = s.max_version.max(entry.version);
@@ -343,7 +343,7 @@ impl Store {
                 ))),
             };
         };
-        let sha = super::bundle::sha256_hex(&bytes);
+        let sha = crate::fsutil::sha256_hex(&bytes);
         if st.store.as_ref().is_some_and(|s| s.sha256 == sha) {
             return self.unseal(&bytes).map(Some);
         }
@@ -432,7 +432,7 @@ impl Store {
         let bytes = self.seal(&data)?;
         let entry = StoreSeal {
             version: data.bundle_version,
-            sha256: super::bundle::sha256_hex(&bytes),
+            sha256: crate::fsutil::sha256_hex(&bytes),
         };
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| EnrollError::io(dir, e))?;
