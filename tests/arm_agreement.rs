@@ -12,9 +12,9 @@
 //! load), but the full int8 QDQ encoder differs on armv7 by L2 ~0.027 (own limits below).
 //!
 //! Re-record on x86_64 (only there) after a model or pipeline change:
-//!   FACEGATE_RECORD_REFERENCE=1 cargo test --test arm_agreement -- --nocapture
+//!   FACEGATE_RECORD_REFERENCE=1 cargo test --test main arm_agreement:: -- --nocapture
 
-mod common;
+use crate::common;
 
 use common::{fixture, options};
 use facegate::face::detect::Detection;
@@ -158,7 +158,7 @@ fn record() {
         }));
     }
     let v = json!({
-        "about": "x86_64 results of the face pipeline for tests/arm_agreement.rs: first face, detector auto, each encoder from these landmarks; re-record on x86_64 with FACEGATE_RECORD_REFERENCE=1 cargo test --test arm_agreement",
+        "about": "x86_64 results of the face pipeline for tests/arm_agreement.rs: first face, detector auto, each encoder from these landmarks; re-record on x86_64 with FACEGATE_RECORD_REFERENCE=1 cargo test --test main arm_agreement::",
         "detection_format": "[x, y, width, height, score, keypoints]",
         "images": images,
     });

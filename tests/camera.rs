@@ -1,11 +1,10 @@
 //! Frame sources on the real replay fixture (tests/fixtures/clip/hamilton, 46 frames at 5 fps):
 //! replay pacing, corrupt frames, and the supervisor's lost / restored / backoff behaviour.
 
+use crate::heap;
 use facegate::camera::replay::{FailingSource, Failure, Pacing, ReplaySource};
 use facegate::camera::supervisor::{CameraEvent, Opener, Supervisor, SupervisorConfig};
 use facegate::camera::{CameraError, FrameSource};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,46 +12,12 @@ use std::time::{Duration, Instant};
 
 const CLIP_FRAMES: u64 = 46;
 
-/// The system allocator, recording the largest single allocation made by the current thread
-/// (to show that a hostile frame is refused without allocating what it claims).
-struct RecordingAlloc;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
-}
-
-unsafe impl GlobalAlloc for RecordingAlloc {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        note(l.size());
-        System.alloc(l)
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        note(l.size());
-        System.alloc_zeroed(l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        note(new);
-        System.realloc(p, l, new)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-}
-
-#[global_allocator]
-static ALLOC: RecordingAlloc = RecordingAlloc;
-
 /// Runs `f`; returns its result, the largest single allocation it made and how long it took.
 fn measured<T>(f: impl FnOnce() -> T) -> (T, usize, Duration) {
-    LARGEST.with(|c| c.set(0));
     let t = Instant::now();
-    let r = f();
+    let (r, largest) = heap::largest_of(f);
     let took = t.elapsed();
-    (r, LARGEST.with(|c| c.get()), took)
+    (r, largest, took)
 }
 
 fn clip_dir() -> PathBuf {
@@ -400,7 +365,7 @@ fn supervisor_reports_the_end_of_a_replay() {
 }
 
 /// Decode cost per 640x480 frame (dev profile). Run with
-/// `cargo test --test camera -- --ignored --nocapture decode_timings`.
+/// `cargo test --test main camera::decode_timings -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn decode_timings() {

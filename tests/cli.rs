@@ -1,6 +1,6 @@
 //! The command line as a script would use it: exit codes 0 (yes), 1 (no), 2 (error).
 
-mod common;
+use crate::common;
 
 use common::face;
 

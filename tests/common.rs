@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use facegate::face::{FaceModels, ModelOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -61,6 +61,12 @@ pub fn crc32(data: &[u8]) -> u32 {
 /// same qemu runner, named by `FACEGATE_TEST_RUNNER` (words separated by spaces) or, by
 /// default, the one `.cargo/config.toml` uses for this architecture.
 pub fn facegate_command() -> std::process::Command {
+    command_for(Path::new(env!("CARGO_BIN_EXE_facegate")))
+}
+
+/// A `Command` for an executable built for the target: run directly, or through the qemu runner
+/// when this kernel cannot start it (see [`facegate_command`]).
+pub fn command_for(program: &Path) -> std::process::Command {
     static RUNNER: OnceLock<Vec<String>> = OnceLock::new();
     let bin = env!("CARGO_BIN_EXE_facegate");
     let runner = RUNNER.get_or_init(|| {
@@ -90,11 +96,40 @@ pub fn facegate_command() -> std::process::Command {
         }
     });
     match runner.split_first() {
-        None => std::process::Command::new(bin),
-        Some((program, args)) => {
-            let mut c = std::process::Command::new(program);
-            c.args(args).arg(bin);
+        None => std::process::Command::new(program),
+        Some((runner, args)) => {
+            let mut c = std::process::Command::new(runner);
+            c.args(args).arg(program);
             c
         }
     }
+}
+
+/// Name of the environment variable that selects a child scenario of the test binary.
+pub const CHILD: &str = "FACEGATE_TEST_CHILD";
+
+/// Runs this test binary again with only `module::test` selected and [`CHILD`] = `test`: the
+/// child runs its scenario in a process of its own (a panic hook and resource limits are
+/// process-wide, and the other tests of this binary, of every module, run in parallel threads).
+pub fn run_child(module: &str, test: &str, envs: &[(&str, &Path)]) -> std::process::Child {
+    let mut cmd = command_for(&std::env::current_exe().unwrap());
+    cmd.args([
+        &format!("{module}::{test}"),
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, test)
+    .env("RUST_LOG", "info")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Whether this process is the child [`run_child`] started for `test`.
+pub fn is_child(test: &str) -> bool {
+    std::env::var(CHILD).as_deref() == Ok(test)
 }

@@ -1,7 +1,7 @@
 //! The door daemon end to end, through the same loop `facegate run` runs, with the real models,
 //! a real recording (tests/fixtures/clip/hamilton) and the simulated lock.
 
-mod common;
+use crate::common;
 
 use common::{face, fixture};
 use facegate::camera::replay::{FailingSource, Pacing, ReplaySource};
@@ -581,25 +581,6 @@ fn a_start_that_fails_on_a_broken_store_leaves_the_relay_at_the_safe_level() {
     assert!(relay < store, "{err}");
 }
 
-/// Name of the environment variable that selects a child scenario of this test binary.
-const CHILD: &str = "FACEGATE_TEST_CHILD";
-
-/// Runs this test binary again with only `test` selected and [`CHILD`] = `test`: the child runs
-/// its fault scenario in a process of its own (a panic hook and resource limits are
-/// process-wide, and the other tests of this binary run in parallel threads).
-fn run_child(test: &str, envs: &[(&str, &Path)]) -> std::process::Child {
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, test)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
-}
-
 fn child_output(child: std::process::Child) -> String {
     let out = child.wait_with_output().unwrap();
     format!(
@@ -616,7 +597,7 @@ fn child_output(child: std::process::Child) -> String {
 #[test]
 fn a_panic_in_another_thread_releases_the_relay_and_the_daemon_exits_non_zero() {
     const NAME: &str = "a_panic_in_another_thread_releases_the_relay_and_the_daemon_exits_non_zero";
-    if std::env::var(CHILD).as_deref() == Ok(NAME) {
+    if common::is_child(NAME) {
         let path = PathBuf::from(std::env::var_os("FACEGATE_TEST_CONFIG").unwrap());
         let state = path.parent().unwrap().join("relay.state");
         std::thread::Builder::new()
@@ -644,7 +625,7 @@ fn a_panic_in_another_thread_releases_the_relay_and_the_daemon_exits_non_zero() 
         &[("lmm", "lin-manuel-miranda.png")],
         "unlock_ms = 20000\nmax_unlock_ms = 30000",
     );
-    let mut child = run_child(NAME, &[("FACEGATE_TEST_CONFIG", &path)]);
+    let mut child = common::run_child("daemon", NAME, &[("FACEGATE_TEST_CONFIG", &path)]);
     let code = wait_exit(&mut child, Duration::from_secs(120), "daemon after a panic");
     let out = child_output(child);
     assert_eq!(code, 2, "non-zero exit after the panic\n{out}");
@@ -709,8 +690,8 @@ impl FrameSource for ThenIdleFlag {
 #[test]
 fn a_full_disk_refuses_face_unlocks_keeps_the_exit_button_and_recovers() {
     const NAME: &str = "a_full_disk_refuses_face_unlocks_keeps_the_exit_button_and_recovers";
-    if std::env::var(CHILD).as_deref() != Ok(NAME) {
-        let child = run_child(NAME, &[]);
+    if !common::is_child(NAME) {
+        let child = common::run_child("daemon", NAME, &[]);
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(

@@ -2,7 +2,7 @@
 //! embeddings; every hostile input is refused with an error naming the thing, and leaves the
 //! store byte-identical; a power cut between writing and renaming leaves the old store.
 
-mod common;
+use crate::common;
 
 use facegate::enroll::bundle::{sha256_hex, sign_bundle};
 use facegate::enroll::import::{import_bundle, verify_bundle, ImportPolicy};
@@ -600,7 +600,7 @@ fn watcher_expands_mount_patterns() {
     assert_eq!(found, vec![env.root.join("stick/facegate")]);
 }
 
-// ---- timing (cargo test --test enroll -- --ignored --nocapture) ----
+// ---- timing (cargo test --test main enroll:: -- --ignored --nocapture) ----
 
 #[test]
 #[ignore]
@@ -1633,7 +1633,7 @@ mod hostile_sticks {
     }
 
     /// Issue 10 finding 6, measured once (not in CI; 2.4 GB of photos):
-    /// `ENROLL_BIG_PHOTOS=300 cargo test --test enroll -- --ignored --nocapture big_bundle_measure`
+    /// `ENROLL_BIG_PHOTOS=300 cargo test --test main enroll::hostile_sticks::big_bundle_measure -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn big_bundle_measure() {

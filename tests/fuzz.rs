@@ -24,10 +24,10 @@
 //! * `FACEGATE_FUZZ_SEED=S`: another seed, to explore other inputs.
 //!
 //! A longer campaign (about 15 minutes on 2 cores):
-//! `FACEGATE_FUZZ_CASES=100000 cargo test --test fuzz -- --nocapture` (each target prints its
+//! `FACEGATE_FUZZ_CASES=100000 cargo test --test main fuzz:: -- --nocapture` (each target prints its
 //! executions, slowest case and peak heap); vary `FACEGATE_FUZZ_SEED` for new inputs.
 
-mod common;
+use crate::{common, heap};
 
 use facegate::audit::{self, AuditError, AuditLog, Problem};
 use facegate::camera::decode::{
@@ -64,86 +64,7 @@ const HANG_LIMIT: Duration = Duration::from_secs(120);
 const MIB: usize = 1 << 20;
 
 // ---------------------------------------------------------------------------------------------
-// Heap meter: a counting allocator (per thread, so parallel tests do not disturb each other).
-
-mod meter {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    /// No single allocation may exceed this: it is refused (null), which aborts the binary
-    /// with "memory allocation of N bytes failed" instead of letting a hostile header make
-    /// the test machine swap or OOM.
-    pub const MAX_REQUEST: usize = 1 << 30;
-
-    thread_local! {
-        static LIVE: Cell<isize> = const { Cell::new(0) };
-        static PEAK: Cell<isize> = const { Cell::new(0) };
-    }
-
-    pub struct Meter;
-
-    fn grew(size: usize) {
-        let _ = LIVE.try_with(|l| {
-            let now = l.get() + size as isize;
-            l.set(now);
-            let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
-        });
-    }
-
-    fn shrank(size: usize) {
-        let _ = LIVE.try_with(|l| l.set(l.get() - size as isize));
-    }
-
-    unsafe impl GlobalAlloc for Meter {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            if layout.size() > MAX_REQUEST {
-                return std::ptr::null_mut();
-            }
-            let p = System.alloc(layout);
-            if !p.is_null() {
-                grew(layout.size());
-            }
-            p
-        }
-        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            if layout.size() > MAX_REQUEST {
-                return std::ptr::null_mut();
-            }
-            let p = System.alloc_zeroed(layout);
-            if !p.is_null() {
-                grew(layout.size());
-            }
-            p
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            System.dealloc(ptr, layout);
-            shrank(layout.size());
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            if new_size > MAX_REQUEST {
-                return std::ptr::null_mut();
-            }
-            let p = System.realloc(ptr, layout, new_size);
-            if !p.is_null() {
-                shrank(layout.size());
-                grew(new_size);
-            }
-            p
-        }
-    }
-
-    /// Runs `f` and returns its result and the peak heap growth (bytes) on this thread.
-    pub fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-        let base = LIVE.with(Cell::get);
-        PEAK.with(|p| p.set(base));
-        let r = f();
-        let peak = PEAK.with(Cell::get) - base;
-        (r, peak.max(0) as usize)
-    }
-}
-
-#[global_allocator]
-static METER: meter::Meter = meter::Meter;
+// Heap meter: the crate's counting allocator (tests/heap.rs).
 
 // ---------------------------------------------------------------------------------------------
 // The runner: fixed seed, bounded cases, time and heap per case, a hang watchdog.
@@ -246,7 +167,7 @@ fn fuzz<S>(
                     eprintln!(
                         "fuzz {target}: case {} has run for over {HANG_LIMIT:?}: a hang. Rerun \
                          with FACEGATE_FUZZ_SEED={seed} FACEGATE_FUZZ_CASES={} cargo test --test \
-                         fuzz {target}",
+                         main fuzz::{target}",
                         executions.load(Ordering::Relaxed),
                         cases * weight
                     );
@@ -265,7 +186,7 @@ fn fuzz<S>(
             let t0 = Instant::now();
             *running.lock().unwrap_or_else(|e| e.into_inner()) = Some(t0);
             let clear = Clear(&running);
-            let (r, heap) = meter::peak_of(|| test(value));
+            let (r, heap) = heap::peak_of(|| test(value));
             drop(clear);
             let took = t0.elapsed();
             {
@@ -303,7 +224,7 @@ fn fuzz<S>(
         Ok(()) => {}
         Err(TestError::Fail(why, value)) => panic!(
             "fuzz {target}: {why}\nminimal input: {}\nlast panic: {}\nrerun: \
-             FACEGATE_FUZZ_SEED={seed} FACEGATE_FUZZ_CASES={} cargo test --test fuzz {target}",
+             FACEGATE_FUZZ_SEED={seed} FACEGATE_FUZZ_CASES={} cargo test --test main fuzz::{target}",
             shorten(format!("{value:?}"), 4000),
             if last_panic.is_empty() {
                 "none"
@@ -1577,7 +1498,7 @@ fn mjpeg_decode_hostile_dims() {
 fn mjpeg_frame_claiming_65535x32767_is_refused() {
     let mut frame = frame_corpus()[0].clone();
     assert!(set_dims(&mut frame, 65_535, 32_767));
-    let (r, heap) = meter::peak_of(|| decode_mjpeg(&frame, 640, 480));
+    let (r, heap) = heap::peak_of(|| decode_mjpeg(&frame, 640, 480));
     assert!(matches!(r, Err(FrameError::SizeMismatch { .. })), "{r:?}");
     assert!(heap < MIB, "{heap} bytes for a refused frame");
 }

@@ -1,7 +1,5 @@
 //! The daemon refuses a model whose checksum or shape does not match the manifest.
 
-mod common;
-
 use facegate::face::{FaceModels, ModelOptions};
 use facegate::models::ModelDir;
 use facegate::Error;

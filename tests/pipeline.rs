@@ -1,7 +1,7 @@
 //! The face pipeline end to end on real photos with the real models: same person passes,
 //! different people fail, no-face and multi-face photos behave as documented.
 
-mod common;
+use crate::common;
 
 use common::{face, models, models_fp32};
 use facegate::eval::main_face;

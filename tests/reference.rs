@@ -2,7 +2,7 @@
 //! on the fixture photos were recorded by tools/models/reference.py in
 //! tests/fixtures/reference/dlib_reference.json. Figures are printed with `--nocapture`.
 
-mod common;
+use crate::common;
 
 use common::{fixture, models, models_fp32};
 use facegate::face::detect::Detection;
