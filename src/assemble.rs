@@ -18,7 +18,7 @@ use crate::camera::replay::{Pacing, ReplaySource};
 use crate::camera::supervisor::Opener;
 use crate::camera::v4l2::{V4l2Config, V4l2Source};
 use crate::camera::{CameraError, FrameSource};
-use crate::config::{CameraKind, Config, LockBackend, SafeStateConfig};
+use crate::config::{CameraConfig, CameraKind, Config, LockBackend, SafeStateConfig};
 use crate::door::controller::{DoorConfig, DoorInputs, SafeState};
 use crate::door::lock::LockOutput;
 use crate::enroll::import::ImportPolicy;
@@ -108,6 +108,18 @@ pub fn door_inputs(cfg: &Config) -> Result<DoorInputs> {
     })
 }
 
+/// What `[camera]` asks the V4L2 source for: device, size, rate and pixel format.
+pub fn v4l2_config(c: &CameraConfig) -> V4l2Config {
+    V4l2Config {
+        device: c.device.clone(),
+        width: c.width,
+        height: c.height,
+        fps: c.fps,
+        format: c.format.requested(),
+        ..V4l2Config::default()
+    }
+}
+
 /// The camera opener the configuration asks for.
 pub fn camera_opener(cfg: &Config) -> Opener {
     let c = cfg.camera.clone();
@@ -125,13 +137,7 @@ pub fn camera_opener(cfg: &Config) -> Opener {
                     let dir = c.replay_dir.as_ref().expect("validated");
                     Ok(Box::new(ReplaySource::open(dir, pacing, c.replay_loop)?))
                 }
-                CameraKind::V4l2 => Ok(Box::new(V4l2Source::open(&V4l2Config {
-                    device: c.device.clone(),
-                    width: c.width,
-                    height: c.height,
-                    fps: c.fps,
-                    ..V4l2Config::default()
-                })?)),
+                CameraKind::V4l2 => Ok(Box::new(V4l2Source::open(&v4l2_config(&c))?)),
             }
         },
     )
@@ -295,4 +301,35 @@ pub fn store_and_watcher(
         g.poll_s
     );
     Ok((gallery, Some(handle)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::v4l2::PixelFormat;
+
+    fn camera(format: &str) -> CameraConfig {
+        toml::from_str(&format!(
+            "source = \"v4l2\"\ndevice = \"/dev/video2\"\nwidth = 320\nheight = 240\nfps = 15\n{format}"
+        ))
+        .unwrap()
+    }
+
+    /// Issue 11 item 6: `[camera] format` reaches the V4L2 source (old code: documented but
+    /// dropped, every camera negotiated MJPEG-if-offered); no key or "auto" keeps that default.
+    #[test]
+    fn camera_format_reaches_the_v4l2_source() {
+        assert_eq!(v4l2_config(&camera("")).format, None);
+        assert_eq!(v4l2_config(&camera("format = \"auto\"")).format, None);
+        assert_eq!(
+            v4l2_config(&camera("format = \"mjpeg\"")).format,
+            Some(PixelFormat::Mjpeg)
+        );
+        let c = v4l2_config(&camera("format = \"yuyv\""));
+        assert_eq!(c.format, Some(PixelFormat::Yuyv));
+        assert_eq!(
+            (c.device.as_str(), c.width, c.height, c.fps),
+            ("/dev/video2", 320, 240, 15)
+        );
+    }
 }

@@ -41,6 +41,17 @@ pub enum PixelFormat {
     Yuyv,
 }
 
+impl PixelFormat {
+    /// The format to ask the V4L2 driver for (`None`: auto, MJPEG if offered, else YUYV).
+    pub fn requested(self) -> Option<crate::camera::v4l2::PixelFormat> {
+        match self {
+            PixelFormat::Auto => None,
+            PixelFormat::Mjpeg => Some(crate::camera::v4l2::PixelFormat::Mjpeg),
+            PixelFormat::Yuyv => Some(crate::camera::v4l2::PixelFormat::Yuyv),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {

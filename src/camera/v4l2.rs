@@ -4,7 +4,8 @@
 //! - [`V4l2Source::open`] takes a device path (`/dev/video0`) or a card name as listed in
 //!   `/sys/class/video4linux/*/name` (`"HD Pro Webcam C920"`; exact, then case-insensitive
 //!   substring match, capture nodes only), checks the node can capture and stream, and negotiates
-//!   the format: MJPEG if offered (small USB frames, decoded by `image`'s JPEG decoder), else YUYV
+//!   the format `[camera] format` asks for ([`V4l2Config::format`], [`choose_format`]); with
+//!   `"auto"`, MJPEG if offered (small USB frames, decoded by `image`'s JPEG decoder), else YUYV
 //!   (converted by [`yuyv_to_rgb`], an integer BT.601 limited-range loop). The size and frame
 //!   rate are requests: the driver may pick the nearest it supports, which is logged and shown by
 //!   [`FrameSource::describe`].
@@ -64,6 +65,8 @@ pub struct V4l2Config {
     pub fps: u32,
     /// Driver buffers (2..=8; 4 is a good default).
     pub buffers: u32,
+    /// The pixel format to ask for; `None` (auto): MJPEG if offered, else YUYV.
+    pub format: Option<PixelFormat>,
 }
 
 impl Default for V4l2Config {
@@ -74,6 +77,7 @@ impl Default for V4l2Config {
             height: 480,
             fps: 10,
             buffers: 4,
+            format: None,
         }
     }
 }
@@ -83,6 +87,37 @@ impl Default for V4l2Config {
 pub enum PixelFormat {
     Mjpeg,
     Yuyv,
+}
+
+impl PixelFormat {
+    /// The V4L2 four-character code of this format.
+    pub fn fourcc(self) -> FourCC {
+        match self {
+            PixelFormat::Mjpeg => FourCC::new(b"MJPG"),
+            PixelFormat::Yuyv => FourCC::new(b"YUYV"),
+        }
+    }
+
+    /// The name `[camera] format` uses for it.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            PixelFormat::Mjpeg => "mjpeg",
+            PixelFormat::Yuyv => "yuyv",
+        }
+    }
+}
+
+/// The format to negotiate from what the device offers: the requested one if offered; with no
+/// request (auto), MJPEG if offered, else YUYV. `None`: nothing usable (or the requested format
+/// is not offered).
+pub fn choose_format(requested: Option<PixelFormat>, offered: &[FourCC]) -> Option<PixelFormat> {
+    let has = |f: PixelFormat| offered.contains(&f.fourcc());
+    match requested {
+        Some(f) => has(f).then_some(f),
+        None => [PixelFormat::Mjpeg, PixelFormat::Yuyv]
+            .into_iter()
+            .find(|&f| has(f)),
+    }
 }
 
 /// A streaming V4L2 capture device. See the module documentation.
@@ -223,24 +258,27 @@ impl V4l2Source {
         let offered = device
             .enum_formats()
             .map_err(|e| lost(&path, "VIDIOC_ENUM_FMT", &e))?;
-        let mjpg = FourCC::new(b"MJPG");
-        let yuyv = FourCC::new(b"YUYV");
-        let (fourcc, format) = if offered.iter().any(|f| f.fourcc == mjpg) {
-            (mjpg, PixelFormat::Mjpeg)
-        } else if offered.iter().any(|f| f.fourcc == yuyv) {
-            (yuyv, PixelFormat::Yuyv)
-        } else {
+        let offered_fourccs: Vec<FourCC> = offered.iter().map(|f| f.fourcc).collect();
+        let Some(format) = choose_format(config.format, &offered_fourccs) else {
             let list = offered
                 .iter()
                 .map(|f| format!("{} ({})", fourcc_str(&f.fourcc), f.description))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let need = match config.format {
+                None => "facegate needs MJPG or YUYV: use another camera or node".to_string(),
+                Some(f) => format!(
+                    "[camera] format = \"{}\" is not among them: set format = \"auto\" \
+                     (or the format the camera offers), or use another camera or node",
+                    f.config_name()
+                ),
+            };
             return Err(CameraError::Config(format!(
-                "{p} (\"{}\") offers {list}; facegate needs MJPG or YUYV: use another camera \
-                 or node",
+                "{p} (\"{}\") offers {list}; {need}",
                 caps.card
             )));
         };
+        let fourcc = format.fourcc();
         let want = v4l::Format::new(config.width, config.height, fourcc);
         let got = device
             .set_format(&want)
@@ -449,5 +487,30 @@ impl Drop for V4l2Source {
                 log::warn!("{path}: closing the stream failed (device already gone)");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    /// Issue 11 item 6: the configured format is the one negotiated (old code: always MJPEG if
+    /// offered, whatever `[camera] format` said); auto keeps MJPEG-then-YUYV.
+    #[test]
+    fn requested_format_is_chosen_and_auto_prefers_mjpeg() {
+        let both = [FourCC::new(b"YUYV"), FourCC::new(b"MJPG")];
+        let yuyv_only = [FourCC::new(b"YUYV")];
+        assert_eq!(choose_format(None, &both), Some(PixelFormat::Mjpeg));
+        assert_eq!(choose_format(None, &yuyv_only), Some(PixelFormat::Yuyv));
+        assert_eq!(choose_format(None, &[FourCC::new(b"GREY")]), None);
+        assert_eq!(
+            choose_format(Some(PixelFormat::Yuyv), &both),
+            Some(PixelFormat::Yuyv)
+        );
+        assert_eq!(
+            choose_format(Some(PixelFormat::Mjpeg), &both),
+            Some(PixelFormat::Mjpeg)
+        );
+        assert_eq!(choose_format(Some(PixelFormat::Mjpeg), &yuyv_only), None);
     }
 }
