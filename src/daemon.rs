@@ -76,7 +76,7 @@ pub trait LivenessCheck: Send {
 }
 
 /// The default: no presentation-attack detection. It says so, at start and in every audited
-/// decision (`liveness: "unchecked"`): a printed photo or a phone screen of an enrolled person
+/// decision (`liveness: "none"`): a printed photo or a phone screen of an enrolled person
 /// is NOT rejected by this build.
 pub struct NoLiveness;
 
