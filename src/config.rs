@@ -327,7 +327,7 @@ fn default_detector() -> String {
     "short_range".into()
 }
 fn default_threshold() -> f32 {
-    0.47
+    crate::door::policy::DEFAULT_THRESHOLD
 }
 fn default_margin() -> f32 {
     0.05
@@ -377,8 +377,9 @@ fn default_max_unlock_ms() -> u64 {
 /// package carried it.
 pub const SHIPPED_SITES: &[&str] = &["hq-front-door"];
 
-/// Absolute cap on an unlock pulse, whatever the configuration says.
-pub const HARD_MAX_UNLOCK_MS: u64 = 30_000;
+/// Absolute cap on an unlock pulse, whatever the configuration says: the door controller's
+/// [`crate::door::controller::HARD_MAX_PULSE`] in milliseconds (one definition).
+pub const HARD_MAX_UNLOCK_MS: u64 = crate::door::controller::HARD_MAX_PULSE.as_millis() as u64;
 
 fn invalid(path: &Path, key: &str, reason: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("{}: [{key}] {reason}", path.display()))
@@ -720,5 +721,18 @@ path = "audit.jsonl"
                 );
             }
         }
+    }
+
+    /// Issue 11 item 6: one threshold default and one pulse cap (old code: the config said
+    /// 0.47, `PolicySettings::default` 0.5; the cap was written as 30_000 ms and 30 s).
+    #[test]
+    fn threshold_default_and_pulse_cap_have_one_definition() {
+        let from_config = PolicyConfig::default().threshold;
+        assert_eq!(from_config, crate::door::policy::DEFAULT_THRESHOLD);
+        assert_eq!(PolicySettings::default().threshold, from_config);
+        assert_eq!(
+            std::time::Duration::from_millis(HARD_MAX_UNLOCK_MS),
+            crate::door::controller::HARD_MAX_PULSE
+        );
     }
 }

@@ -50,10 +50,14 @@ pub struct PolicySettings {
     pub max_backoff: Duration,
 }
 
+/// The default same-person distance threshold (`[policy] threshold`; see the README's
+/// "Choosing the threshold"): the one definition, used by the config and [`PolicySettings`].
+pub const DEFAULT_THRESHOLD: f32 = 0.47;
+
 impl Default for PolicySettings {
     fn default() -> Self {
         PolicySettings {
-            threshold: 0.5,
+            threshold: DEFAULT_THRESHOLD,
             min_margin: 0.05,
             k: 3,
             n: 5,
