@@ -364,6 +364,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                     runs,
                     frame,
                     gallery_size,
+                    policy: Default::default(),
                 },
             )?;
             if json {
