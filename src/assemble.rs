@@ -27,7 +27,7 @@ use crate::enroll::store::Store;
 use crate::enroll::watch::{self, WatchConfig, WatchHandle};
 use crate::enroll::EnrollError;
 use crate::error::{Error, Result};
-use crate::eval::main_face;
+use crate::face::pick::{enrolment_face, FacePick};
 use crate::face::{Face, FaceEngine, FaceModels};
 use crate::gallery::{Gallery, Person};
 use crate::imageio::load_rgb;
@@ -143,18 +143,45 @@ pub fn camera_opener(cfg: &Config) -> Opener {
     )
 }
 
-/// Embeds the main face of one photo (the command line's rule: [`main_face`]).
+/// Embeds the face of one photo the door would use ([`FacePick::Largest`]), for `verify` and
+/// `identify`'s probe.
 pub(crate) fn embed_one(engine: &mut FaceEngine, path: &Path) -> Result<Face> {
     let img = load_rgb(path)?;
     let faces = engine.faces(&img)?;
-    main_face(&faces).cloned().ok_or_else(|| Error::NoFace {
-        path: path.to_path_buf(),
+    FacePick::Largest
+        .pick_face(&faces)
+        .cloned()
+        .ok_or_else(|| Error::NoFace {
+            path: path.to_path_buf(),
+        })
+}
+
+/// Embeds an enrollment photo of `who` under the one enrollment rule ([`enrolment_face`]:
+/// exactly one face, eyes at least `min_eye_distance_px` apart, as bundle import requires).
+pub(crate) fn enrol_one(
+    engine: &mut FaceEngine,
+    path: &Path,
+    who: &str,
+    min_eye_distance_px: f32,
+) -> Result<Face> {
+    let img = load_rgb(path)?;
+    enrolment_face(engine.faces(&img)?, min_eye_distance_px).map_err(|why| {
+        Error::Invalid(format!(
+            "{}: cannot enrol {who} from this photo: {why}",
+            path.display()
+        ))
     })
 }
 
 /// Builds a gallery from a directory of photos (see `identify --help`): one person per photo
 /// (named by the file stem) or per subdirectory (named by the directory, all its photos).
-pub fn gallery_from_dir(models: &Arc<FaceModels>, dir: &Path) -> Result<Gallery> {
+/// Every photo must pass the enrollment rule ([`enrol_one`]) with `min_eye_distance_px` (the
+/// configuration's `[policy] min_eye_distance_px`, the door's own gate).
+pub fn gallery_from_dir(
+    models: &Arc<FaceModels>,
+    dir: &Path,
+    min_eye_distance_px: f32,
+) -> Result<Gallery> {
     let mut engine = models.engine()?;
     let mut people = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -182,7 +209,7 @@ pub fn gallery_from_dir(models: &Arc<FaceModels>, dir: &Path) -> Result<Gallery>
         };
         let mut embeddings = Vec::new();
         for photo in &photos {
-            embeddings.push(embed_one(&mut engine, photo)?.embedding);
+            embeddings.push(enrol_one(&mut engine, photo, &id, min_eye_distance_px)?.embedding);
         }
         if !embeddings.is_empty() {
             people.push(Person {
@@ -206,30 +233,15 @@ pub fn gallery_from_dir(models: &Arc<FaceModels>, dir: &Path) -> Result<Gallery>
 /// `[gallery] photos_dir` (see [`gallery_from_dir`]), then each `[[gallery.people]]`.
 pub fn enrol_from_config(cfg: &Config, models: &Arc<FaceModels>) -> Result<Gallery> {
     let mut gallery = match &cfg.gallery.photos_dir {
-        Some(dir) => gallery_from_dir(models, dir)?,
+        Some(dir) => gallery_from_dir(models, dir, cfg.policy.min_eye_distance_px)?,
         None => Gallery::new(),
     };
     let mut engine = models.engine()?;
     for p in &cfg.gallery.people {
         let mut embeddings = Vec::new();
         for photo in &p.photos {
-            let img = load_rgb(photo)?;
-            let faces = engine.faces(&img)?;
-            match faces.len() {
-                0 => {
-                    return Err(Error::NoFace {
-                        path: photo.clone(),
-                    })
-                }
-                1 => embeddings.push(faces[0].embedding),
-                n => {
-                    return Err(Error::Invalid(format!(
-                    "{}: {n} faces in an enrollment photo of {}; use a photo of that person alone",
-                    photo.display(),
-                    p.id
-                )))
-                }
-            }
+            let face = enrol_one(&mut engine, photo, &p.id, cfg.policy.min_eye_distance_px)?;
+            embeddings.push(face.embedding);
         }
         gallery.upsert(Person {
             id: p.id.clone(),

@@ -364,6 +364,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                     runs,
                     frame,
                     gallery_size,
+                    policy: Default::default(),
                 },
             )?;
             if json {
@@ -547,7 +548,9 @@ pub fn identify(
     threshold: Option<f32>,
 ) -> Result<u8> {
     let models = FaceModels::load(opts)?;
-    let g = gallery_from_dir(&models, gallery)?;
+    // The gallery photos pass the enrollment rule with the door's default minimum eye distance.
+    let min_eye = crate::door::policy::PolicySettings::default().min_eye_distance_px;
+    let g = gallery_from_dir(&models, gallery, min_eye)?;
     let mut engine = models.engine()?;
     let face = embed_one(&mut engine, image)?;
     let t = threshold.unwrap_or_else(|| models.default_threshold());

@@ -5,15 +5,15 @@
 //! so signals and the watchdog are served even when the camera is dead.
 //!
 //! ```text
-//!   Supervisor::poll ──Frame──> detect ─> landmarks ─> align ─> quality gates
-//!        │ Lost/Restored                          │ pass
-//!        v                                        v
-//!   audit + lock_now                     encode ─> gallery.best_match ─> access rules
-//!                                                        │
-//!                                   liveness hook ─> Policy::observe ─> Decision
-//!                                                        │ Unlock / Deny
-//!                                                        v
-//!                                         audit (durable) ─> DoorController::unlock
+//!   Supervisor::poll ──Frame──> frame::evidence: detect ─> largest face ─> landmarks ─> align
+//!        │ Lost/Restored          ─> quality ─(gates pass)─> encode ─> gallery.best_match
+//!        v                        ─> access rules, liveness hook
+//!   audit + lock_now                                   │ Evidence
+//!                                                      v
+//!                                   Policy::observe (gates, K of N, rate limit) ─> Decision
+//!                                                      │ Unlock / Deny
+//!                                                      v
+//!                                       audit (durable) ─> DoorController::unlock
 //! ```
 //!
 //! # Start order (issue 10 finding 2)
@@ -57,10 +57,10 @@ use crate::camera::supervisor::{CameraEvent, Opener, Supervisor, SupervisorConfi
 use crate::config::Config;
 use crate::door::controller::{install_panic_guard, DoorController, DoorEventKind, DoorInputs};
 use crate::door::lock::LockOutput;
-use crate::door::policy::{Decision, Evidence, Liveness, Policy, PolicySettings};
+use crate::door::policy::{Decision, Evidence, Policy, PolicySettings};
 use crate::error::{Error, Result};
-use crate::face::quality::Quality;
 use crate::face::{FaceEngine, FaceModels};
+use crate::frame::FrameTimes;
 use crate::gallery::Gallery;
 use crate::statelock::StateLock;
 use image::RgbImage;
@@ -69,25 +69,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// The presentation-attack-detection hook the policy consults for every face.
-pub trait LivenessCheck: Send {
-    fn check(&mut self, frame: &RgbImage, face_box: &crate::face::detect::Detection) -> Liveness;
-    fn name(&self) -> &str;
-}
-
-/// The default: no presentation-attack detection. It says so, at start and in every audited
-/// decision (`liveness: "none"`): a printed photo or a phone screen of an enrolled person
-/// is NOT rejected by this build.
-pub struct NoLiveness;
-
-impl LivenessCheck for NoLiveness {
-    fn check(&mut self, _: &RgbImage, _: &crate::face::detect::Detection) -> Liveness {
-        Liveness::Unchecked
-    }
-    fn name(&self) -> &str {
-        "none"
-    }
-}
+pub use crate::frame::{LivenessCheck, NoLiveness};
 
 /// One unlock, for the run summary.
 #[derive(Debug, Clone)]
@@ -471,6 +453,19 @@ impl Daemon {
         Ok(summary)
     }
 
+    /// The policy's input for one frame: the shared per-frame path ([`crate::frame::evidence`])
+    /// with this daemon's engine, gallery, quality gates and liveness hook.
+    pub fn evidence(&mut self, img: &RgbImage) -> Result<Evidence> {
+        crate::frame::evidence(
+            &mut self.engine,
+            &self.gallery,
+            self.policy.settings(),
+            self.liveness.as_mut(),
+            img,
+            &mut FrameTimes::default(),
+        )
+    }
+
     fn process(
         &mut self,
         img: &RgbImage,
@@ -478,41 +473,7 @@ impl Daemon {
         captured: Instant,
         summary: &mut RunSummary,
     ) -> Result<()> {
-        let detections = self.engine.detect(img)?;
-        let largest = detections
-            .iter()
-            .max_by(|a, b| (a.width * a.height).total_cmp(&(b.width * b.height)));
-        let evidence = match largest {
-            None => Evidence::NoFace,
-            Some(det) => {
-                let lm = self.engine.landmarks(img, det);
-                let chip = self.engine.align(img, &lm);
-                let quality = Quality::measure(&lm, chip);
-                let s = self.policy.settings();
-                let usable = quality.eye_distance_px >= s.min_eye_distance_px
-                    && quality.yaw.abs() <= s.max_yaw
-                    && quality.sharpness >= s.min_sharpness;
-                let (best, access, embedding) = if usable {
-                    let e = self.engine.encode_chip()?;
-                    let best = self.gallery.best_match(&e);
-                    let now = jiff::ZonedDateTime::now();
-                    let access = best
-                        .as_ref()
-                        .and_then(|m| self.gallery.get(&m.id))
-                        .map_or(Ok(()), |p| p.access.check(&now));
-                    (best, access, Some(e))
-                } else {
-                    (None, Ok(()), None)
-                };
-                Evidence::Face {
-                    quality,
-                    liveness: self.liveness.check(img, det),
-                    best,
-                    access,
-                    embedding,
-                }
-            }
-        };
+        let evidence = self.evidence(img)?;
         let (decision, verdict) = self.policy.observe(Instant::now(), &evidence);
         if let Err(e) = self.policy.save_limiter_if_changed(&self.limiter_path) {
             log::error!("rate limiter: {e}");

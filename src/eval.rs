@@ -6,7 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::face::encode::Embedding;
-use crate::face::{Face, FaceModels};
+use crate::face::pick::FacePick;
+use crate::face::FaceModels;
 use crate::imageio::load_rgb;
 use crate::metrics::{self, KFold, RocPoint};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -191,23 +192,6 @@ pub enum Outcome {
     Unreadable(String),
 }
 
-/// The face an evaluation uses when a photo holds several: the largest of the confident
-/// detections (a score within 0.1 of the best), so that a large low-score false positive
-/// never wins over the real subject.
-pub fn main_face(faces: &[Face]) -> Option<&Face> {
-    let best = faces
-        .iter()
-        .map(|f| f.detection.score)
-        .fold(f32::NEG_INFINITY, f32::max);
-    faces
-        .iter()
-        .filter(|f| f.detection.score >= best - 0.1)
-        .max_by(|a, b| {
-            (a.detection.width * a.detection.height)
-                .total_cmp(&(b.detection.width * b.detection.height))
-        })
-}
-
 /// Embeds every image with `threads` workers, with a progress bar.
 pub fn embed_images(
     models: &Arc<FaceModels>,
@@ -242,7 +226,8 @@ pub fn embed_images(
                     let outcome = match load_rgb(&images[i]) {
                         Err(e) => Outcome::Unreadable(e.to_string()),
                         Ok(img) => match engine.faces(&img) {
-                            Ok(faces) => main_face(&faces)
+                            Ok(faces) => FacePick::Largest
+                                .pick_face(&faces)
                                 .map_or(Outcome::NoFace, |f| Outcome::Face(Box::new(f.embedding))),
                             Err(e) => Outcome::Unreadable(e.to_string()),
                         },

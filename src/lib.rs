@@ -18,6 +18,7 @@ pub mod enroll;
 pub mod error;
 pub mod eval;
 pub mod face;
+pub mod frame;
 pub mod fsutil;
 pub mod gallery;
 pub mod imageio;

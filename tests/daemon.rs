@@ -914,3 +914,48 @@ fn the_shipped_site_is_not_shared_by_every_door() {
     let cfg = Config::load(&p).unwrap();
     assert_eq!(cfg.gallery.sites(), ["hq-floor2-east"]);
 }
+
+/// Issue 11 item 2: `bench` times exactly the daemon's per-frame path. On frames of the
+/// recording (no face, a turned face, the enrolled person), bench's per-frame result equals the
+/// daemon's decision input (the `Evidence` the policy receives) for the same frame. The old
+/// bench took the first detection and encoded faces that fail the quality gates.
+#[test]
+fn bench_per_frame_result_equals_the_daemons_decision_input() {
+    use facegate::door::policy::Evidence;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &[("lmm", "lin-manuel-miranda.png")], "");
+    let (settings, model_opts) = (cfg.policy_settings(), cfg.model_options());
+    let (mut daemon, _) = clip_daemon(cfg);
+    let models = facegate::face::FaceModels::load(&model_opts).unwrap();
+    let mut engine = models.engine().unwrap();
+    let (mut faces, mut matched) = (0, 0);
+    for k in (0..46).step_by(5) {
+        let jpeg = std::fs::read(fixture(&format!("clip/hamilton/{k:03}.jpg"))).unwrap();
+        let img = facegate::imageio::decode_rgb(&jpeg, Path::new("frame")).unwrap();
+        let at_door = daemon.evidence(&img).unwrap();
+        let (benched, times) =
+            facegate::bench::time_frame(&mut engine, daemon.gallery(), &settings, &jpeg).unwrap();
+        assert_eq!(benched, at_door, "frame {k}");
+        if let Evidence::Face {
+            best, embedding, ..
+        } = &at_door
+        {
+            faces += 1;
+            assert!(
+                times[1] > Duration::ZERO && times[2] > Duration::ZERO,
+                "frame {k}"
+            );
+            assert_eq!(embedding.is_some(), times[4] > Duration::ZERO, "frame {k}");
+            if best
+                .as_ref()
+                .is_some_and(|m| m.id == "lmm" && m.distance < 0.5)
+            {
+                matched += 1;
+            }
+        }
+    }
+    assert!(
+        faces >= 3 && matched >= 1,
+        "faces {faces}, matched {matched}"
+    );
+}

@@ -4,8 +4,8 @@
 use crate::common;
 
 use common::{face, models, models_fp32};
-use facegate::eval::main_face;
 use facegate::face::encode::Embedding;
+use facegate::face::pick::FacePick;
 use facegate::imageio::load_rgb;
 use facegate::Error;
 
@@ -13,7 +13,8 @@ fn embed(name: &str) -> Embedding {
     let img = load_rgb(&face(name)).unwrap();
     let mut engine = models().engine().unwrap();
     let faces = engine.faces(&img).unwrap();
-    main_face(&faces)
+    FacePick::Largest
+        .pick_face(&faces)
         .unwrap_or_else(|| panic!("no face in {name}"))
         .embedding
 }

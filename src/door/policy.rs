@@ -74,6 +74,27 @@ impl Default for PolicySettings {
     }
 }
 
+impl PolicySettings {
+    /// The quality gates (size, pose, sharpness), defined once: the policy's verdict applies
+    /// them, and the per-frame path ([`crate::frame::evidence`]) encodes only faces that pass.
+    /// Every comparison fails on NaN.
+    pub fn quality_gate(&self, quality: &Quality) -> Result<(), String> {
+        if !ge(quality.eye_distance_px, self.min_eye_distance_px) {
+            return Err(format!(
+                "face too small: eyes {:.0} px apart, need {:.0}",
+                quality.eye_distance_px, self.min_eye_distance_px
+            ));
+        }
+        if !ge(self.max_yaw, quality.yaw.abs()) {
+            return Err(format!("face turned (yaw {:.2})", quality.yaw));
+        }
+        if !ge(quality.sharpness, self.min_sharpness) {
+            return Err(format!("blurred (sharpness {:.1})", quality.sharpness));
+        }
+        Ok(())
+    }
+}
+
 /// What the liveness hook said about a face.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -455,23 +476,8 @@ impl Policy {
         else {
             return FrameVerdict::NoFace;
         };
-        if !ge(quality.eye_distance_px, self.s.min_eye_distance_px) {
-            return FrameVerdict::LowQuality {
-                reason: format!(
-                    "face too small: eyes {:.0} px apart, need {:.0}",
-                    quality.eye_distance_px, self.s.min_eye_distance_px
-                ),
-            };
-        }
-        if !ge(self.s.max_yaw, quality.yaw.abs()) {
-            return FrameVerdict::LowQuality {
-                reason: format!("face turned (yaw {:.2})", quality.yaw),
-            };
-        }
-        if !ge(quality.sharpness, self.s.min_sharpness) {
-            return FrameVerdict::LowQuality {
-                reason: format!("blurred (sharpness {:.1})", quality.sharpness),
-            };
+        if let Err(reason) = self.s.quality_gate(quality) {
+            return FrameVerdict::LowQuality { reason };
         }
         let Some(embedding) = embedding else {
             return FrameVerdict::LowQuality {

@@ -8,6 +8,7 @@ use super::sign::{self, AdminKey};
 use super::stick::BundleDir;
 use super::store::{Store, StoreData};
 use super::{EnrollError, Problem};
+use crate::face::pick::enrolment_face;
 use crate::face::FaceEngine;
 use crate::gallery::Person;
 use std::path::Path;
@@ -137,26 +138,9 @@ pub fn verify_bundle(
             if let Some(engine) = engine.as_deref_mut() {
                 let faces = engine.faces(&img)?;
                 drop(img);
-                match faces.len() {
-                    0 => problem(
-                        "no_face",
-                        "no face found; use a frontal, well-lit photo of the person alone".into(),
-                    ),
-                    1 => {
-                        let eye = faces[0].eye_distance() as f32;
-                        if eye < policy.min_eye_distance_px {
-                            problem("quality", format!(
-                                "face too small: {eye:.0} px between the eyes, need {:.0}; use a closer or larger photo",
-                                policy.min_eye_distance_px
-                            ));
-                        } else {
-                            people[pi].embeddings.push(faces[0].embedding);
-                        }
-                    }
-                    n => problem(
-                        "faces",
-                        format!("{n} faces in the photo; use a photo of {} alone", p.id),
-                    ),
+                match enrolment_face(faces, policy.min_eye_distance_px) {
+                    Ok(face) => people[pi].embeddings.push(face.embedding),
+                    Err(why) => problem(why.kind(), why.to_string()),
                 }
             }
             photo_times.push(t0.elapsed());
