@@ -528,6 +528,7 @@ impl Daemon {
                     if let Some((_, serde_json::Value::Object(f))) = self.pending.back_mut() {
                         f.insert("decision".into(), json!("deny"));
                         f.insert("reason".into(), json!("audit_unavailable"));
+                        f.insert("reason_code".into(), json!("audit_unavailable"));
                     }
                     self.refused_unaudited += 1;
                     summary.denials += 1;
@@ -568,7 +569,7 @@ impl Daemon {
                 );
                 self.audit(
                     Event::Decision,
-                    json!({"decision": "deny", "reason": reason, "nearest": id, "distance": distance, "frame": seq, "liveness": self.liveness.name()}),
+                    json!({"decision": "deny", "reason": reason.to_string(), "reason_code": reason.code(), "nearest": id, "distance": distance, "frame": seq, "liveness": self.liveness.name()}),
                 );
             }
             Decision::Hold { .. } | Decision::Wait => {}
