@@ -124,32 +124,104 @@ pub const MAX_SEQ: u64 = 1 << 53;
 pub const MAX_STRING_FIELD: usize = 4096;
 
 /// Event names used by facegate.
-pub mod events {
-    /// A policy decision about a face (unlock or refuse, with the reason).
-    pub const DECISION: &str = "decision";
-    /// The door was unlocked.
-    pub const UNLOCK: &str = "unlock";
+/// Every event name this crate writes into the log: the `event` field of a record. Records
+/// are only written through [`AuditLog::append`], which takes this enum, so the list is
+/// complete by construction (issue 11 item 5). The names are stable: existing logs, the
+/// seal recovery ([`scan`]) and log readers depend on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// The daemon started (people, encoder hash, threshold, liveness).
+    Start,
+    /// The daemon stopped (frames, unlocks).
+    Stop,
+    /// A policy decision about a face (unlock or deny, with the reason).
+    Decision,
     /// The camera stopped delivering frames.
-    pub const CAMERA_LOST: &str = "camera_lost";
+    CameraLost,
     /// The camera delivers frames again.
-    pub const CAMERA_RESTORED: &str = "camera_restored";
-    /// The daemon started.
-    pub const START: &str = "start";
-    /// The daemon stopped.
-    pub const STOP: &str = "stop";
-    /// Enrollment data was imported.
-    pub const IMPORT: &str = "import";
-    /// A person was removed from the gallery.
-    pub const STAFF_REMOVED: &str = "staff_removed";
+    CameraRestored,
+    /// A door controller event (`event`: a [`crate::door::controller::DoorEventKind`] name in
+    /// snake_case, e.g. `unlocked`, `exit_request`, `forced_open`).
+    Door,
+    /// Driving the lock output failed after an audited unlock decision.
+    LockError,
+    /// The panic guard tripped: the door was released and the daemon exits.
+    Emergency,
+    /// The log is writable again after a fault; the queued records follow.
+    AuditRecovered,
+    /// `facegate lock test`: one pulse of the lock output.
+    LockTest,
+    /// `facegate lock safe`: the output driven to its safe state.
+    LockSafe,
+    /// A signed bundle was imported (`version` is the bundle version).
+    EnrollImport,
+    /// A bundle was refused; the store is unchanged.
+    EnrollRejected,
+    /// `facegate staff remove`: a person was removed from the store.
+    EnrollRemove,
+    /// `facegate staff remove` failed for another reason than an unknown id.
+    EnrollRemoveFailed,
     /// A torn final line (power loss during a write) was cut off at open; the fragment is kept.
-    pub const TORN_TAIL_RECOVERED: &str = "torn_tail_recovered";
+    TornTailRecovered,
     /// The log was sealed for the first time (its head is kept in the sealed state from now on).
-    pub const AUDIT_SEALED: &str = "audit_sealed";
+    AuditSealed,
     /// At open the log did not match its sealed head (truncated, replaced, missing) or the seal
     /// was missing; carries both heads.
-    pub const AUDIT_TAMPER: &str = "audit_tamper";
-    /// A signed bundle was imported (`version` is the bundle version).
-    pub const ENROLL_IMPORT: &str = "enroll_import";
+    AuditTamper,
+}
+
+impl Event {
+    /// Every event, for tests and documentation.
+    pub const ALL: [Event; 18] = [
+        Event::Start,
+        Event::Stop,
+        Event::Decision,
+        Event::CameraLost,
+        Event::CameraRestored,
+        Event::Door,
+        Event::LockError,
+        Event::Emergency,
+        Event::AuditRecovered,
+        Event::LockTest,
+        Event::LockSafe,
+        Event::EnrollImport,
+        Event::EnrollRejected,
+        Event::EnrollRemove,
+        Event::EnrollRemoveFailed,
+        Event::TornTailRecovered,
+        Event::AuditSealed,
+        Event::AuditTamper,
+    ];
+
+    /// The name written in the record's `event` field.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Event::Start => "start",
+            Event::Stop => "stop",
+            Event::Decision => "decision",
+            Event::CameraLost => "camera_lost",
+            Event::CameraRestored => "camera_restored",
+            Event::Door => "door",
+            Event::LockError => "lock_error",
+            Event::Emergency => "emergency",
+            Event::AuditRecovered => "audit_recovered",
+            Event::LockTest => "lock_test",
+            Event::LockSafe => "lock_safe",
+            Event::EnrollImport => "enroll_import",
+            Event::EnrollRejected => "enroll_rejected",
+            Event::EnrollRemove => "enroll_remove",
+            Event::EnrollRemoveFailed => "enroll_remove_failed",
+            Event::TornTailRecovered => "torn_tail_recovered",
+            Event::AuditSealed => "audit_sealed",
+            Event::AuditTamper => "audit_tamper",
+        }
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Errors from the audit log, naming the file, the cause and the fix.
@@ -505,7 +577,7 @@ impl AuditLog {
         }
         match finding {
             Some(("", fields)) => {
-                log.append(events::AUDIT_SEALED, fields)?;
+                log.append(Event::AuditSealed, fields)?;
             }
             Some((kind, fields)) => {
                 if kind == "seal_missing" {
@@ -516,7 +588,7 @@ impl AuditLog {
                     );
                 }
                 log.tamper_at_open = Some(kind);
-                log.append(events::AUDIT_TAMPER, fields)?;
+                log.append(Event::AuditTamper, fields)?;
             }
             None => {}
         }
@@ -638,7 +710,7 @@ impl AuditLog {
             cut -= 1;
         }
         self.append(
-            events::TORN_TAIL_RECOVERED,
+            Event::TornTailRecovered,
             serde_json::json!({ "bytes": fragment.len(), "fragment": &text[..cut] }),
         )?;
         Ok(())
@@ -649,17 +721,13 @@ impl AuditLog {
     /// and the error says so.
     ///
     /// `fields` must be a JSON object (or `null` for none).
-    pub fn append(&mut self, event: &str, fields: Value) -> Result<u64, AuditError> {
+    pub fn append(&mut self, event: Event, fields: Value) -> Result<u64, AuditError> {
         if self.broken {
             return Err(AuditError::Broken {
                 path: self.path.clone(),
             });
         }
-        if event.is_empty() || event.len() > 64 {
-            return Err(AuditError::Field(format!(
-                "event name \"{event}\" must be 1-64 bytes (e.g. \"decision\")"
-            )));
-        }
+        let event = event.as_str();
         let fields = match fields {
             Value::Null => Map::new(),
             Value::Object(m) => m,
@@ -819,8 +887,8 @@ pub fn scan(path: &Path) -> std::io::Result<LogFacts> {
         Err(e) => return Err(e),
     };
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-    let import = format!("\"{}\"", events::ENROLL_IMPORT);
-    let sealed = format!("\"{}\"", events::AUDIT_SEALED);
+    let import = format!("\"{}\"", Event::EnrollImport.as_str());
+    let sealed = format!("\"{}\"", Event::AuditSealed);
     let mut facts = LogFacts::default();
     let mut reader = BufReader::new(file);
     let mut buf = Vec::new();
@@ -839,7 +907,7 @@ pub fn scan(path: &Path) -> std::io::Result<LogFacts> {
             continue;
         };
         match m.get("event").and_then(Value::as_str) {
-            Some(events::ENROLL_IMPORT) => {
+            Some(n) if n == Event::EnrollImport.as_str() => {
                 let v = m
                     .get("fields")
                     .and_then(|f| f.get("version"))
@@ -847,7 +915,7 @@ pub fn scan(path: &Path) -> std::io::Result<LogFacts> {
                     .unwrap_or(0);
                 facts.max_import_version = facts.max_import_version.max(v);
             }
-            Some(events::AUDIT_SEALED) if facts.sealed_at.is_none() => {
+            Some(n) if n == Event::AuditSealed.as_str() && facts.sealed_at.is_none() => {
                 facts.sealed_at = m.get("seq").and_then(Value::as_u64);
             }
             _ => {}
@@ -1049,7 +1117,7 @@ fn verify_inner(
         }
         report.records += 1;
         report.head = sha256_hex(&line);
-        if parsed.event == events::AUDIT_TAMPER {
+        if parsed.event == Event::AuditTamper.as_str() {
             report.tamper_records.push(parsed.seq);
         }
         if want == Some(report.records) {

@@ -52,10 +52,10 @@
 //! restarts it.
 
 use crate::assemble;
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::{AuditError, AuditLog, Event};
 use crate::camera::supervisor::{CameraEvent, Opener, Supervisor, SupervisorConfig};
 use crate::config::Config;
-use crate::door::controller::{install_panic_guard, DoorController, DoorEventKind, DoorInputs};
+use crate::door::controller::{install_panic_guard, DoorController, DoorInputs};
 use crate::door::lock::LockOutput;
 use crate::door::policy::{Decision, Evidence, Policy, PolicySettings};
 use crate::error::{Error, Result};
@@ -115,7 +115,7 @@ pub struct Daemon {
     /// The last audit error while records cannot be written (the alarm), else `None`.
     audit_fault: Option<String>,
     /// Records not written yet (with `queued_at`), oldest first.
-    pending: VecDeque<(String, serde_json::Value)>,
+    pending: VecDeque<(Event, serde_json::Value)>,
     /// Records dropped from a full `pending` queue since the fault began.
     lost: u64,
     /// Face unlocks refused for want of a durable record (copied into the summary).
@@ -231,7 +231,7 @@ impl Daemon {
     /// Appends a record; `true` when it (and every record queued before it) is durable. On
     /// failure the record is queued and the alarm raised (see the
     /// [module documentation](self#when-the-audit-log-cannot-be-written-issue-10-finding-5)).
-    fn audit(&mut self, event: &str, fields: serde_json::Value) -> bool {
+    fn audit(&mut self, event: Event, fields: serde_json::Value) -> bool {
         if self.audit_fault.is_some() && !self.flush_pending() {
             self.queue(event, fields);
             return false;
@@ -250,7 +250,7 @@ impl Daemon {
     /// its chain from the last complete record) and tried once more.
     fn append_now(
         &mut self,
-        event: &str,
+        event: Event,
         fields: serde_json::Value,
     ) -> std::result::Result<u64, AuditError> {
         match self.audit.append(event, fields.clone()) {
@@ -272,7 +272,7 @@ impl Daemon {
             return true;
         };
         let recovered = json!({"error": fault, "queued": self.pending.len(), "lost": self.lost, "refused_unlocks": self.refused_unaudited});
-        if let Err(e) = self.append_now("audit_recovered", recovered) {
+        if let Err(e) = self.append_now(Event::AuditRecovered, recovered) {
             self.raise_alarm(&e);
             return false;
         }
@@ -285,7 +285,7 @@ impl Daemon {
         self.audit_fault = None;
         self.lost = 0;
         while let Some((event, fields)) = self.pending.pop_front() {
-            if let Err(e) = self.append_now(&event, fields.clone()) {
+            if let Err(e) = self.append_now(event, fields.clone()) {
                 self.pending.push_front((event, fields));
                 self.raise_alarm(&e);
                 return false;
@@ -297,7 +297,7 @@ impl Daemon {
         true
     }
 
-    fn queue(&mut self, event: &str, mut fields: serde_json::Value) {
+    fn queue(&mut self, event: Event, mut fields: serde_json::Value) {
         if let serde_json::Value::Object(m) = &mut fields {
             m.insert(
                 "queued_at".into(),
@@ -308,7 +308,7 @@ impl Daemon {
             self.pending.pop_front();
             self.lost += 1;
         }
-        self.pending.push_back((event.to_string(), fields));
+        self.pending.push_back((event, fields));
     }
 
     fn raise_alarm(&mut self, e: &AuditError) {
@@ -340,7 +340,7 @@ impl Daemon {
             "door controller in emergency release after {what}; exiting so that systemd restarts the daemon"
         );
         self.audit(
-            "emergency",
+            Event::Emergency,
             json!({"panic": what, "frames": summary.frames, "unlocks": summary.unlocks.len()}),
         );
         if self.cfg.daemon.watchdog {
@@ -376,7 +376,7 @@ impl Daemon {
             log::warn!("no presentation-attack detection is installed: a photo or screen of an enrolled person is not rejected");
         }
         self.audit(
-            "start",
+            Event::Start,
             json!({"people": self.gallery.len(), "encoder_sha256": self.models.encoder.sha256, "threshold": settings.threshold, "liveness": self.liveness.name()}),
         );
         let watchdog = self.cfg.daemon.watchdog;
@@ -403,11 +403,11 @@ impl Daemon {
                     if let Err(e) = self.door.lock_now() {
                         log::error!("locking after camera loss: {e}");
                     }
-                    self.audit("camera_lost", json!({ "reason": reason }));
+                    self.audit(Event::CameraLost, json!({ "reason": reason }));
                 }
                 CameraEvent::Restored => {
                     log::info!("camera_restored");
-                    self.audit("camera_restored", json!({}));
+                    self.audit(Event::CameraRestored, json!({}));
                 }
                 CameraEvent::Finished => break,
             }
@@ -416,13 +416,7 @@ impl Daemon {
             }
             self.poll_enroll();
             for ev in self.door.drain_events() {
-                let fields = match &ev.kind {
-                    DoorEventKind::ContactAtStart { open } => {
-                        json!({ "event": "ContactAtStart", "door_open": open })
-                    }
-                    kind => json!({ "event": format!("{kind:?}") }),
-                };
-                self.audit("door", fields);
+                self.audit(Event::Door, ev.kind.audit_fields());
             }
             // Pet the watchdog only while frames flow: a stuck camera gets us restarted.
             if watchdog
@@ -444,7 +438,7 @@ impl Daemon {
         }
         summary.refused_unaudited = self.refused_unaudited;
         self.audit(
-            "stop",
+            Event::Stop,
             json!({ "frames": summary.frames, "unlocks": summary.unlocks.len() }),
         );
         if let Err(e) = self.door.shutdown() {
@@ -487,7 +481,7 @@ impl Daemon {
             } => {
                 // The record is durable before the door opens; without it, no unlock.
                 let durable = self.audit(
-                    "decision",
+                    Event::Decision,
                     json!({"decision": "unlock", "person": id, "distance": distance, "frames": frames, "frame": seq, "liveness": self.liveness.name()}),
                 );
                 if !durable {
@@ -495,6 +489,7 @@ impl Daemon {
                     if let Some((_, serde_json::Value::Object(f))) = self.pending.back_mut() {
                         f.insert("decision".into(), json!("deny"));
                         f.insert("reason".into(), json!("audit_unavailable"));
+                        f.insert("reason_code".into(), json!("audit_unavailable"));
                     }
                     self.refused_unaudited += 1;
                     summary.denials += 1;
@@ -518,7 +513,7 @@ impl Daemon {
                     }
                     Err(e) => {
                         log::error!("unlock for {id} failed: {e}");
-                        self.audit("lock_error", json!({ "error": e.to_string() }));
+                        self.audit(Event::LockError, json!({ "error": e.to_string() }));
                     }
                 }
             }
@@ -534,8 +529,8 @@ impl Daemon {
                     distance.map_or("-".into(), |d| format!("{d:.3}"))
                 );
                 self.audit(
-                    "decision",
-                    json!({"decision": "deny", "reason": reason, "nearest": id, "distance": distance, "frame": seq, "liveness": self.liveness.name()}),
+                    Event::Decision,
+                    json!({"decision": "deny", "reason": reason.to_string(), "reason_code": reason.code(), "nearest": id, "distance": distance, "frame": seq, "liveness": self.liveness.name()}),
                 );
             }
             Decision::Hold { .. } | Decision::Wait => {}

@@ -66,15 +66,54 @@ impl Day {
     }
 }
 
+/// Why a person's access rules refuse entry now ([`Access::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessDenied {
+    /// Before `not_before`.
+    NotYetValid,
+    /// After `not_after`.
+    Expired,
+    /// Outside every window of the weekly schedule.
+    OutsideSchedule,
+}
+
+impl AccessDenied {
+    /// The stable snake_case name (the `reason_code` of a deny audit record).
+    pub fn code(self) -> &'static str {
+        match self {
+            AccessDenied::NotYetValid => "not_yet_valid",
+            AccessDenied::Expired => "expired",
+            AccessDenied::OutsideSchedule => "outside_schedule",
+        }
+    }
+}
+
+impl std::fmt::Display for AccessDenied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AccessDenied::NotYetValid => "not yet valid",
+            AccessDenied::Expired => "expired",
+            AccessDenied::OutsideSchedule => "outside schedule",
+        })
+    }
+}
+
+/// Serialized as its text (as the `&str` it replaces was).
+impl Serialize for AccessDenied {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl Access {
     /// `Ok` when entry is allowed at `now`, else the reason it is not.
-    pub fn check(&self, now: &jiff::ZonedDateTime) -> Result<(), &'static str> {
+    pub fn check(&self, now: &jiff::ZonedDateTime) -> Result<(), AccessDenied> {
         let ts = now.timestamp();
         if self.not_before.is_some_and(|t| ts < t) {
-            return Err("not yet valid");
+            return Err(AccessDenied::NotYetValid);
         }
         if self.not_after.is_some_and(|t| ts > t) {
-            return Err("expired");
+            return Err(AccessDenied::Expired);
         }
         if self.schedule.is_empty() {
             return Ok(());
@@ -88,7 +127,7 @@ impl Access {
         if inside {
             Ok(())
         } else {
-            Err("outside schedule")
+            Err(AccessDenied::OutsideSchedule)
         }
     }
 }
@@ -257,19 +296,19 @@ mod tests {
         assert_eq!(a.check(&at("2026-11-30T09:00[Europe/Paris]")), Ok(()));
         assert_eq!(
             a.check(&at("2026-11-30T19:00[Europe/Paris]")),
-            Err("outside schedule")
+            Err(AccessDenied::OutsideSchedule)
         );
         assert_eq!(
             a.check(&at("2026-11-29T09:00[Europe/Paris]")),
-            Err("outside schedule")
+            Err(AccessDenied::OutsideSchedule)
         );
         assert_eq!(
             a.check(&at("2025-11-28T09:00[Europe/Paris]")),
-            Err("not yet valid")
+            Err(AccessDenied::NotYetValid)
         );
         assert_eq!(
             a.check(&at("2027-01-04T09:00[Europe/Paris]")),
-            Err("expired")
+            Err(AccessDenied::Expired)
         );
         assert_eq!(
             Access::default().check(&at("2027-01-03T03:00[UTC]")),

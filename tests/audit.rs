@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use facegate::audit::{self, record_hash, AuditLog, Problem, SealStatus, GENESIS_PREV};
+use facegate::audit::{self, record_hash, AuditLog, Event, Problem, SealStatus, GENESIS_PREV};
 use serde_json::{json, Value};
 
 fn write_chain(dir: &Path, n: u64) -> PathBuf {
@@ -12,7 +12,7 @@ fn write_chain(dir: &Path, n: u64) -> PathBuf {
     for i in 1..=n {
         let seq = log
             .append(
-                "decision",
+                Event::Decision,
                 json!({ "person": format!("p{i}"), "distance": 0.25 + i as f64 / 1e4,
                         "decision": "unlock", "reason": "3 of 5 frames" }),
             )
@@ -92,10 +92,10 @@ fn reopen_continues_the_chain() {
     {
         let mut log = AuditLog::open(&path).unwrap();
         assert_eq!(log.head().0, 3);
-        assert_eq!(log.append("stop", json!({})).unwrap(), 4);
+        assert_eq!(log.append(Event::Stop, json!({})).unwrap(), 4);
     }
     let mut log = AuditLog::open(&path).unwrap();
-    assert_eq!(log.append("start", Value::Null).unwrap(), 5);
+    assert_eq!(log.append(Event::Start, Value::Null).unwrap(), 5);
     let report = audit::verify(&path).unwrap();
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.records, 5);
@@ -247,7 +247,7 @@ fn truncated_last_line_is_a_torn_write_not_tampering() {
     // Reopening recovers: the fragment is cut off and recorded inside the chain.
     let mut log = AuditLog::open(&path).unwrap();
     assert_eq!(log.head().0, 20, "seq 20 is the recovery record");
-    log.append("start", json!({})).unwrap();
+    log.append(Event::Start, json!({})).unwrap();
     let report = audit::verify(&path).unwrap();
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.records, 21);
@@ -267,7 +267,7 @@ fn record_torn_just_before_its_newline_is_kept() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
     let mut log = AuditLog::open(&path).unwrap();
-    assert_eq!(log.append("start", json!({})).unwrap(), 6);
+    assert_eq!(log.append(Event::Start, json!({})).unwrap(), 6);
     assert!(audit::verify(&path).unwrap().is_intact());
 }
 
@@ -292,13 +292,22 @@ fn photos_and_non_object_fields_are_refused() {
     let mut log = AuditLog::open(dir.path().join("a.jsonl")).unwrap();
     let blob = "A".repeat(audit::MAX_STRING_FIELD + 1);
     let err = log
-        .append("decision", json!({ "photo": blob }))
+        .append(Event::Decision, json!({ "photo": blob }))
         .unwrap_err();
     assert!(err.to_string().contains("fields.photo"), "{err}");
-    assert!(log.append("decision", json!([1, 2])).is_err());
-    assert!(log.append("", json!({})).is_err());
+    assert!(log.append(Event::Decision, json!([1, 2])).is_err());
+    // an empty or overlong event name is unrepresentable: `append` takes `audit::Event`
+    // (issue 11 item 5); every name is a 1-64-byte snake_case word, and names are unique
+    let names: std::collections::HashSet<_> = Event::ALL.iter().map(|e| e.as_str()).collect();
+    assert_eq!(names.len(), Event::ALL.len());
+    for n in names {
+        assert!(
+            (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{n}"
+        );
+    }
     // Nothing was written by the refused appends.
-    assert_eq!(log.append("start", json!({})).unwrap(), 1);
+    assert_eq!(log.append(Event::Start, json!({})).unwrap(), 1);
 }
 
 #[test]
@@ -425,7 +434,7 @@ fn f32_decisions_through_the_file_verify_and_reopen() {
     for i in 1..=3000u64 {
         let (d, s) = (draw(), draw());
         log.append(
-            "decision",
+            Event::Decision,
             json!({"decision": "unlock", "person": "p", "distance": d, "score": s, "frame": i}),
         )
         .unwrap();
@@ -450,16 +459,16 @@ fn reopen_succeeds_when_the_last_record_holds_a_drifting_float() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let mut log = AuditLog::open(&path).unwrap();
-        log.append("start", json!({})).unwrap();
+        log.append(Event::Start, json!({})).unwrap();
         log.append(
-            "decision",
+            Event::Decision,
             json!({"decision": "unlock", "person": "alice", "distance": value, "frames": 3}),
         )
         .unwrap();
         drop(log);
         let mut log = AuditLog::open(&path)
             .unwrap_or_else(|e| panic!("restart after distance {value:e}: {e}"));
-        assert_eq!(log.append("start", json!({})).unwrap(), 3);
+        assert_eq!(log.append(Event::Start, json!({})).unwrap(), 3);
         assert!(audit::verify(&path).unwrap().is_intact(), "{value:e}");
     }
 }
@@ -490,7 +499,7 @@ impl Sealed {
         let mut log = s.open();
         for i in 1..=n {
             log.append(
-                "decision",
+                Event::Decision,
                 json!({"person": format!("p{i}"), "distance": 0.5}),
             )
             .unwrap();
@@ -594,7 +603,7 @@ fn daemon_start_records_truncation_and_continues() {
     let mut log = s.open();
     assert_eq!(log.tamper_at_open(), Some("truncated"));
     assert_eq!(log.head().0, 21, "the tamper record continues the chain");
-    log.append("start", json!({})).unwrap();
+    log.append(Event::Start, json!({})).unwrap();
     drop(log);
     let l = lines(&s.log);
     let rec: Value = serde_json::from_str(&l[20]).unwrap();
@@ -621,7 +630,7 @@ fn record_written_before_a_power_cut_hit_the_seal_is_not_tampering() {
     let s = Sealed::new(5);
     AuditLog::open(&s.log)
         .unwrap()
-        .append("decision", json!({}))
+        .append(Event::Decision, json!({}))
         .unwrap();
     let (text, tampered) = s.check();
     assert!(

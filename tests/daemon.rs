@@ -410,7 +410,7 @@ fn the_exit_button_opens_the_door_and_is_audited() {
     assert!(summary.unlocks.is_empty(), "no face unlock: {summary:?}");
     assert_eq!(log.energised_periods().len(), 1);
     let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
-    assert!(text.contains("ExitRequest"), "{text}");
+    assert!(text.contains(r#""event":"exit_request""#), "{text}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -785,7 +785,11 @@ fn a_full_disk_refuses_face_unlocks_keeps_the_exit_button_and_recovers() {
         "{refused}"
     );
     assert!(text.find(refused).unwrap() > recovered);
-    assert_eq!(text.matches("ExitRequest").count(), 2, "{text}");
+    assert_eq!(
+        text.matches(r#""event":"exit_request""#).count(),
+        2,
+        "{text}"
+    );
     assert!(!text.contains("\"decision\":\"unlock\""), "{text}");
 }
 
@@ -880,7 +884,7 @@ fn the_door_contact_state_at_start_is_audited() {
     let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     let line = text
         .lines()
-        .find(|l| l.contains("ContactAtStart"))
+        .find(|l| l.contains("\"event\":\"contact_at_start\""))
         .unwrap_or_else(|| panic!("no contact record:\n{text}"));
     assert!(line.contains("\"door_open\":true"), "{line}");
 }

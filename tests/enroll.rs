@@ -1028,8 +1028,11 @@ fn old_signed_bundle_replay_refused_after_store_deletion() {
     } = env;
     drop(store);
     let mut log = facegate::audit::AuditLog::open(root.join("audit.jsonl")).expect("log");
-    log.append("enroll_import", serde_json::json!({"version": 2}))
-        .expect("append");
+    log.append(
+        facegate::audit::Event::EnrollImport,
+        serde_json::json!({"version": 2}),
+    )
+    .expect("append");
     std::fs::remove_file(root.join("door/gallery.store.seal")).expect("rm seal");
     let store = reopen(&root).expect("open");
     let err = with_engine(|e| import_bundle(&bundle, &policy, &store, e, &mut |_, _| {}))
@@ -1143,7 +1146,7 @@ fn daemon_start_records_a_truncated_audit_log_and_runs() {
         let mut log = facegate::audit::AuditLog::open_for_config(&cfg).expect("log");
         for i in 0..5 {
             log.append(
-                "decision",
+                facegate::audit::Event::Decision,
                 serde_json::json!({"decision": "unlock", "frame": i}),
             )
             .expect("append");

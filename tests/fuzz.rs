@@ -29,7 +29,7 @@
 
 use crate::{common, heap};
 
-use facegate::audit::{self, AuditError, AuditLog, Problem};
+use facegate::audit::{self, AuditError, AuditLog, Event, Problem};
 use facegate::camera::decode::{
     decode_mjpeg, default_dht_segment, insert_default_dht, jpeg_dimensions, yuyv_to_rgb,
     FrameError, MAX_FRAME_SIDE,
@@ -1641,35 +1641,35 @@ fn photo_without_pixels_is_an_error() {
 
 /// Fields as the daemon writes them, plus awkward strings and integers (floats that print
 /// in few digits: finding 3's 17-digit floats have their own property below).
-fn record_fields() -> Vec<(&'static str, Value)> {
+fn record_fields() -> Vec<(Event, Value)> {
     vec![
         (
-            "start",
+            Event::Start,
             json!({ "version": "0.1.0", "pid": 4242, "config": "/etc/facegate/facegate.toml" }),
         ),
         (
-            "decision",
+            Event::Decision,
             json!({ "person": "alice", "distance": 0.25, "runner_up": ["bob", 0.5], "decision": "unlock", "reason": "3 of 5" }),
         ),
-        ("unlock", json!({ "person": "alice", "ms": 3000 })),
+        (Event::Door, json!({ "person": "alice", "ms": 3000 })),
         (
-            "decision",
+            Event::Decision,
             json!({ "person": null, "decision": "deny", "reason": "unknown face \u{2028} \"quoted\" \\ Zoë 🚪", "track": -7 }),
         ),
         (
-            "camera_lost",
+            Event::CameraLost,
             json!({ "error": "x".repeat(4096), "big": u64::MAX, "small": i64::MIN }),
         ),
         (
-            "import",
+            Event::EnrollRejected,
             json!({ "version": 7, "enrolled": ["a", "b"], "removed": [], "nested": { "z": { "y": [1, [2, [3]]] } } }),
         ),
         (
-            audit::events::ENROLL_IMPORT,
+            Event::EnrollImport,
             json!({ "version": 9, "key": "0123456789ABCDEF" }),
         ),
-        (audit::events::AUDIT_SEALED, json!({ "head": 3 })),
-        ("stop", Value::Null),
+        (Event::AuditSealed, json!({ "head": 3 })),
+        (Event::Stop, Value::Null),
     ]
 }
 
@@ -1684,7 +1684,7 @@ fn audit_corpus() -> &'static [Vec<u8>] {
             let fields = record_fields();
             for i in 0..n {
                 let (event, f) = &fields[i % fields.len()];
-                log.append(event, f.clone()).expect("append");
+                log.append(*event, f.clone()).expect("append");
             }
             drop(log);
             let bytes = fixed_times(&std::fs::read(&path).expect("read"));
@@ -1958,8 +1958,11 @@ fn audit_reopen_damaged_tail() {
                     if intact_base {
                         std::fs::write(&path, &bytes).expect("write");
                         let mut log = AuditLog::open(&path).expect("open an intact log");
-                        log.append("decision", json!({ "person": "carol", "distance": 0.5 }))
-                            .expect("append");
+                        log.append(
+                            Event::Decision,
+                            json!({ "person": "carol", "distance": 0.5 }),
+                        )
+                        .expect("append");
                         drop(log);
                         let full = std::fs::read(&path).expect("read");
                         // Cut anywhere after the old content, before the final newline.
@@ -1973,8 +1976,10 @@ fn audit_reopen_damaged_tail() {
             match AuditLog::open(&path) {
                 Ok(mut log) => {
                     let (seq, _) = log.head();
-                    let appended =
-                        log.append("decision", json!({ "person": "dave", "distance": 0.75 }));
+                    let appended = log.append(
+                        Event::Decision,
+                        json!({ "person": "dave", "distance": 0.75 }),
+                    );
                     prop_assert!(appended.is_ok(), "append after open: {appended:?}");
                     prop_assert_eq!(appended.unwrap(), seq + 1);
                     drop(log);
@@ -2031,7 +2036,7 @@ fn audit_forged_huge_seq_is_refused() {
     forge(audit::MAX_SEQ - 2);
     let mut log = AuditLog::open(&path).expect("a plausible seq continues");
     assert_eq!(
-        log.append("stop", Value::Null).expect("append"),
+        log.append(Event::Stop, Value::Null).expect("append"),
         audit::MAX_SEQ - 1
     );
 }
@@ -2053,7 +2058,7 @@ fn audit_float_fields_survive_reopen_and_verify() {
             let mut log = AuditLog::open(&path).expect("open");
             for (d, s) in &values {
                 log.append(
-                    "decision",
+                    Event::Decision,
                     json!({ "person": "alice", "distance": d, "score": s }),
                 )
                 .expect("append");

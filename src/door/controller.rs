@@ -247,6 +247,39 @@ pub enum DoorEventKind {
     },
 }
 
+impl DoorEventKind {
+    /// The stable snake_case name, written as `event` in `door` audit records and in the
+    /// `events` list of `lock_test` (issue 11 item 5: one naming for door events).
+    pub fn name(&self) -> &'static str {
+        match self {
+            DoorEventKind::Unlocked => "unlocked",
+            DoorEventKind::Relocked => "relocked",
+            DoorEventKind::ExitRequest => "exit_request",
+            DoorEventKind::DoorOpened => "door_opened",
+            DoorEventKind::DoorClosed => "door_closed",
+            DoorEventKind::ForcedOpen => "forced_open",
+            DoorEventKind::OutputFault(_) => "output_fault",
+            DoorEventKind::OutputRecovered => "output_recovered",
+            DoorEventKind::InputFault(_) => "input_fault",
+            DoorEventKind::ContactAtStart { .. } => "contact_at_start",
+        }
+    }
+
+    /// The fields of its `door` audit record: `event` ([`Self::name`]) and the details
+    /// (`error` for a fault, `door_open` for the contact at start).
+    pub fn audit_fields(&self) -> serde_json::Value {
+        match self {
+            DoorEventKind::OutputFault(e) | DoorEventKind::InputFault(e) => {
+                serde_json::json!({ "event": self.name(), "error": e })
+            }
+            DoorEventKind::ContactAtStart { open } => {
+                serde_json::json!({ "event": self.name(), "door_open": open })
+            }
+            _ => serde_json::json!({ "event": self.name() }),
+        }
+    }
+}
+
 /// A [`DoorEventKind`] with the time it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DoorEvent {

@@ -25,7 +25,7 @@
 
 use crate::face::encode::{Embedding, EMBEDDING_DIM};
 use crate::face::quality::Quality;
-use crate::gallery::Match;
+use crate::gallery::{AccessDenied, Match};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -117,7 +117,7 @@ pub enum Evidence {
         /// Nearest identity, `None` with an empty gallery.
         best: Option<Match>,
         /// The nearest identity's access check, evaluated by the caller at frame time.
-        access: Result<(), &'static str>,
+        access: Result<(), AccessDenied>,
         /// The face's embedding; `None` when it was not encoded (it failed the quality gates).
         /// The rate limiter keys on it (see [`RateLimiter`]); a face that passes the quality
         /// gates without one is treated as unusable.
@@ -154,7 +154,7 @@ pub enum FrameVerdict {
     NotAllowed {
         id: String,
         distance: f32,
-        reason: String,
+        reason: AccessDenied,
     },
     Match {
         id: String,
@@ -174,12 +174,67 @@ pub enum Decision {
         frames: usize,
     },
     Deny {
-        reason: String,
+        reason: DenyReason,
         id: Option<String>,
         distance: Option<f32>,
     },
     /// Evidence ignored: cooling down after an unlock, or this visitor is rate-limited.
     Hold { reason: String, remaining_s: f32 },
+}
+
+/// Why the door denied a face (issue 11 item 4). `Display` gives the text written as
+/// `reason` in the `decision` audit record (unchanged from when this was a string);
+/// [`DenyReason::code`] gives a stable snake_case name, written as `reason_code`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DenyReason {
+    /// The nearest enrolled person is not within the threshold.
+    UnknownFace,
+    /// Within the threshold, but another person is almost as near.
+    Ambiguous { runner_up: String, margin: f32 },
+    /// A match, but the person's access rules refuse entry now.
+    NotAllowed(AccessDenied),
+    /// The liveness check rejected the face (its reason).
+    PresentationAttack(String),
+    /// Non-finite embeddings or distances (an encoder or arithmetic fault).
+    InvalidMatchData(String),
+    /// Failing frames without one consistent kind of failure.
+    NoConsistentMatch,
+}
+
+impl DenyReason {
+    /// The stable snake_case name of the reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DenyReason::UnknownFace => "unknown_face",
+            DenyReason::Ambiguous { .. } => "ambiguous",
+            DenyReason::NotAllowed(a) => a.code(),
+            DenyReason::PresentationAttack(_) => "presentation_attack",
+            DenyReason::InvalidMatchData(_) => "invalid_match_data",
+            DenyReason::NoConsistentMatch => "no_consistent_match",
+        }
+    }
+}
+
+impl std::fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DenyReason::UnknownFace => f.write_str("unknown face"),
+            DenyReason::Ambiguous { runner_up, margin } => {
+                write!(f, "ambiguous: {runner_up} only {margin:.3} further")
+            }
+            DenyReason::NotAllowed(a) => write!(f, "{a}"),
+            DenyReason::PresentationAttack(r) => write!(f, "presentation attack: {r}"),
+            DenyReason::InvalidMatchData(r) => write!(f, "invalid match data: {r}"),
+            DenyReason::NoConsistentMatch => f.write_str("no consistent match"),
+        }
+    }
+}
+
+/// Serialized as its text, as the `String` it replaces was.
+impl Serialize for DenyReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Most failing visitors the rate limiter remembers at once.
@@ -531,7 +586,7 @@ impl Policy {
             return FrameVerdict::NotAllowed {
                 id: m.id.clone(),
                 distance: m.distance,
-                reason: reason.to_string(),
+                reason: *reason,
             };
         }
         FrameVerdict::Match {
@@ -698,7 +753,7 @@ impl Policy {
             }
             let (reason, id, distance) = match last {
                 Some(FrameVerdict::Unknown { nearest, distance }) => {
-                    ("unknown face".to_string(), nearest, distance)
+                    (DenyReason::UnknownFace, nearest, distance)
                 }
                 Some(FrameVerdict::Ambiguous {
                     id,
@@ -706,7 +761,7 @@ impl Policy {
                     runner_up,
                     margin,
                 }) => (
-                    format!("ambiguous: {runner_up} only {margin:.3} further"),
+                    DenyReason::Ambiguous { runner_up, margin },
                     Some(id),
                     Some(distance),
                 ),
@@ -714,14 +769,14 @@ impl Policy {
                     id,
                     distance,
                     reason,
-                }) => (reason, Some(id), Some(distance)),
+                }) => (DenyReason::NotAllowed(reason), Some(id), Some(distance)),
                 Some(FrameVerdict::Spoof { reason }) => {
-                    (format!("presentation attack: {reason}"), None, None)
+                    (DenyReason::PresentationAttack(reason), None, None)
                 }
                 Some(FrameVerdict::Invalid { reason }) => {
-                    (format!("invalid match data: {reason}"), None, None)
+                    (DenyReason::InvalidMatchData(reason), None, None)
                 }
-                _ => ("no consistent match".to_string(), None, None),
+                _ => (DenyReason::NoConsistentMatch, None, None),
             };
             return Decision::Deny {
                 reason,
@@ -942,7 +997,7 @@ mod tests {
         let stranger: Vec<_> = (0..5).map(|i| (i * 100, face("alice", 0.7, 0.9))).collect();
         let out = run(&mut p, t0, &stranger);
         assert!(
-            matches!(&out[..], [Decision::Deny { reason, .. }] if reason == "unknown face"),
+            matches!(&out[..], [Decision::Deny { reason, .. }] if reason.to_string() == "unknown face"),
             "{out:?}"
         );
         let mut p = Policy::new(PolicySettings::default());
@@ -951,7 +1006,7 @@ mod tests {
             .collect();
         let out = run(&mut p, t0, &close);
         assert!(
-            matches!(&out[..], [Decision::Deny { reason, .. }] if reason.starts_with("ambiguous")),
+            matches!(&out[..], [Decision::Deny { reason, .. }] if reason.to_string().starts_with("ambiguous")),
             "{out:?}"
         );
         let mut small = face("alice", 0.2, 0.9);
@@ -1003,11 +1058,11 @@ mod tests {
         let t0 = Instant::now();
         let mut e = face("bob", 0.3, 0.9);
         if let Evidence::Face { access, .. } = &mut e {
-            *access = Err("expired");
+            *access = Err(AccessDenied::Expired);
         }
         let out = run(&mut p, t0, &[(0, e.clone()), (100, e.clone()), (200, e)]);
         assert!(
-            matches!(&out[..], [Decision::Deny { reason, id: Some(id), .. }] if reason == "expired" && id == "bob"),
+            matches!(&out[..], [Decision::Deny { reason, id: Some(id), .. }] if reason.to_string() == "expired" && id == "bob"),
             "{out:?}"
         );
         let mut p = Policy::new(PolicySettings::default());
@@ -1021,7 +1076,7 @@ mod tests {
             &[(1000, s.clone()), (1100, s.clone()), (1200, s)],
         );
         assert!(
-            matches!(&out[..], [Decision::Deny { reason, .. }] if reason.contains("presentation attack")),
+            matches!(&out[..], [Decision::Deny { reason, .. }] if reason.to_string().contains("presentation attack")),
             "{out:?}"
         );
     }
@@ -1080,7 +1135,7 @@ mod tests {
         for i in 0..3 {
             let out = visit(p, t0, ms, &stranger(0.02 * i as f32), 3);
             assert!(
-                matches!(&out[..], [Decision::Deny { reason, .. }] if reason == "unknown face"),
+                matches!(&out[..], [Decision::Deny { reason, .. }] if reason.to_string() == "unknown face"),
                 "visit {i}: {out:?}"
             );
         }
@@ -1371,7 +1426,7 @@ mod tests {
             let out = run(&mut p, t0, &frames);
             assert!(
                 matches!(&out[..], [Decision::Deny { reason, .. }]
-                    if reason.starts_with("invalid match data") && reason.contains(needle)),
+                    if reason.to_string().starts_with("invalid match data") && reason.to_string().contains(needle)),
                 "{what}: {out:?}"
             );
         }

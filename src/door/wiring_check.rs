@@ -79,7 +79,7 @@ pub fn pulse_once(cfg: &Config) -> Result<PulseReport> {
     };
     let mut log = crate::audit::AuditLog::open_for_config(cfg)
         .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
-    log.append("lock_test", fields)
+    log.append(crate::audit::Event::LockTest, fields)
         .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
     let (unlocked_for, interrupted) = result?;
     shutdown
@@ -144,21 +144,13 @@ fn healthy(door: &DoorController, what: &str) -> Result<crate::door::controller:
 
 fn event_name(kind: &DoorEventKind) -> String {
     match kind {
-        DoorEventKind::Unlocked => "unlocked".into(),
-        DoorEventKind::Relocked => "relocked".into(),
-        DoorEventKind::ExitRequest => "exit_request".into(),
-        DoorEventKind::DoorOpened => "door_opened".into(),
-        DoorEventKind::DoorClosed => "door_closed".into(),
-        DoorEventKind::ForcedOpen => "forced_open".into(),
-        DoorEventKind::OutputFault(e) => format!("output_fault: {e}"),
-        DoorEventKind::OutputRecovered => "output_recovered".into(),
-        DoorEventKind::InputFault(e) => format!("input_fault: {e}"),
-        DoorEventKind::ContactAtStart { open } => {
-            format!(
-                "contact_at_start: {}",
-                if *open { "open" } else { "closed" }
-            )
+        DoorEventKind::OutputFault(e) | DoorEventKind::InputFault(e) => {
+            format!("{}: {e}", kind.name())
         }
+        DoorEventKind::ContactAtStart { open } => {
+            format!("{}: {}", kind.name(), if *open { "open" } else { "closed" })
+        }
+        _ => kind.name().into(),
     }
 }
 
@@ -234,6 +226,6 @@ fn audit_safe(cfg: &Config, output: &str, attempts: u32) -> std::result::Result<
     });
     let mut log =
         crate::audit::AuditLog::open_for_config(cfg).map_err(|e| format!("not audited: {e}"))?;
-    log.append("lock_safe", fields)
+    log.append(crate::audit::Event::LockSafe, fields)
         .map_err(|e| format!("not audited: {e}"))
 }

@@ -7,6 +7,7 @@ use super::import::{import_bundle, report_text, verify_bundle, write_report, Imp
 use super::sign::{AdminKey, SecretKey};
 use super::store::Store;
 use super::EnrollError;
+use crate::audit::Event;
 use crate::config::Config;
 use crate::error::{Error, Result, EXIT_NO};
 use crate::face::{FaceModels, ModelOptions};
@@ -156,7 +157,7 @@ fn store_of(cfg: &Config) -> Result<Store> {
     Ok(Store::open_with_log(store, &key, Some(&cfg.audit.path))?)
 }
 
-fn audit(cfg: &Config, event: &str, fields: serde_json::Value) -> Result<()> {
+fn audit(cfg: &Config, event: Event, fields: serde_json::Value) -> Result<()> {
     let mut log = crate::audit::AuditLog::open_for_config(cfg)
         .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
     log.append(event, fields)
@@ -218,7 +219,7 @@ pub fn staff_remove(config: &Path, id: &str) -> Result<u8> {
         Ok(data) => {
             audit(
                 &cfg,
-                "enroll_remove",
+                Event::EnrollRemove,
                 json!({"person": id, "people": data.people.len(), "via": "staff remove"}),
             )?;
             println!(
@@ -232,7 +233,7 @@ pub fn staff_remove(config: &Path, id: &str) -> Result<u8> {
             if !matches!(e, EnrollError::NotEnrolled { .. }) {
                 let _ = audit(
                     &cfg,
-                    "enroll_remove_failed",
+                    Event::EnrollRemoveFailed,
                     json!({"person": id, "error": e.to_string()}),
                 );
             }
@@ -261,8 +262,8 @@ pub fn import(config: &Path, dir: &Path) -> Result<u8> {
         Ok(o) => {
             audit(
                 &cfg,
-                "enroll_import",
-                json!({"bundle": dir, "version": o.version, "key": o.key_id, "enrolled": o.enrolled, "removed": o.removed, "photos": o.photos, "via": "enroll import"}),
+                Event::EnrollImport,
+                o.audit_record(dir, None, Some("enroll import")),
             )?;
             println!(
                 "imported version {}: {} enrolled, {} removed, {} photos in {:.1} s",
@@ -277,7 +278,7 @@ pub fn import(config: &Path, dir: &Path) -> Result<u8> {
         Err(e) => {
             audit(
                 &cfg,
-                "enroll_rejected",
+                Event::EnrollRejected,
                 json!({"bundle": dir, "kind": e.kind(), "error": e.to_string().chars().take(1000).collect::<String>()}),
             )?;
             println!("REJECTED (store unchanged): {e}");

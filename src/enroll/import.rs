@@ -52,6 +52,29 @@ pub struct ImportOutcome {
     pub data: StoreData,
 }
 
+impl ImportOutcome {
+    /// The fields of the `enroll_import` audit record, built here only (the USB watcher and
+    /// `facegate enroll import` both write it; the seal recovery reads its `version`):
+    /// `bundle`, `version`, `key`, `enrolled`, `removed`, `photos`, `people` (in the store
+    /// after the import), plus `manifest_sha256` when known (the watcher) and `via` when the
+    /// import was not the watcher's (`"enroll import"`).
+    pub fn audit_record(
+        &self,
+        dir: &Path,
+        manifest_sha256: Option<&str>,
+        via: Option<&str>,
+    ) -> serde_json::Value {
+        let mut r = serde_json::json!({"bundle": dir, "version": self.version, "key": self.key_id, "enrolled": self.enrolled, "removed": self.removed, "photos": self.photos, "people": self.data.people.len()});
+        if let Some(id) = manifest_sha256 {
+            r["manifest_sha256"] = id.into();
+        }
+        if let Some(via) = via {
+            r["via"] = via.into();
+        }
+        r
+    }
+}
+
 /// Runs every check on the bundle in `dir`. With `engine`, every photo goes through the face
 /// pipeline (`progress(done, total)` after each); without, faces are not checked.
 pub fn verify_bundle(

@@ -8,6 +8,7 @@ use super::import::{import_bundle, report_text, write_report, ImportPolicy};
 use super::stick::BundleDir;
 use super::store::Store;
 use super::EnrollError;
+use crate::audit::Event;
 use crate::face::FaceModels;
 use crate::gallery::{Gallery, Person};
 use serde_json::{json, Value};
@@ -56,10 +57,10 @@ pub enum WatchEvent {
 
 impl WatchEvent {
     /// The audit event name and fields.
-    pub fn audit(&self) -> (&'static str, &Value) {
+    pub fn audit(&self) -> (Event, &Value) {
         match self {
-            WatchEvent::Imported { audit, .. } => ("enroll_import", audit),
-            WatchEvent::Rejected { audit } => ("enroll_rejected", audit),
+            WatchEvent::Imported { audit, .. } => (Event::EnrollImport, audit),
+            WatchEvent::Rejected { audit } => (Event::EnrollRejected, audit),
         }
     }
 }
@@ -249,7 +250,7 @@ pub fn spawn(
                             );
                             WatchEvent::Imported {
                                 gallery: merged(&cfg.base, &o.data.people),
-                                audit: json!({"bundle": dir, "manifest_sha256": id, "version": o.version, "key": o.key_id, "enrolled": o.enrolled, "removed": o.removed, "photos": o.photos, "people": o.data.people.len()}),
+                                audit: o.audit_record(&dir, Some(&id), None),
                             }
                         }
                         Err(e) => rejected_event(&dir, Some(&id), &e),
