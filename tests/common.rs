@@ -129,6 +129,17 @@ pub fn run_child(module: &str, test: &str, envs: &[(&str, &Path)]) -> std::proce
     cmd.spawn().unwrap()
 }
 
+/// Runs `module::test` as a [`run_child`] and asserts that it passed (its output in the message).
+pub fn child_passes(module: &str, test: &str) {
+    let out = run_child(module, test, &[]).wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "--- child stdout\n{stdout}\n--- child stderr\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Whether this process is the child [`run_child`] started for `test`.
 pub fn is_child(test: &str) -> bool {
     std::env::var(CHILD).as_deref() == Ok(test)

@@ -691,14 +691,7 @@ impl FrameSource for ThenIdleFlag {
 fn a_full_disk_refuses_face_unlocks_keeps_the_exit_button_and_recovers() {
     const NAME: &str = "a_full_disk_refuses_face_unlocks_keeps_the_exit_button_and_recovers";
     if !common::is_child(NAME) {
-        let child = common::run_child("daemon", NAME, &[]);
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("1 passed"),
-            "--- child stdout\n{stdout}\n--- child stderr\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::child_passes("daemon", NAME);
         return;
     }
     // The child: everything below runs in a process of its own.

@@ -240,15 +240,7 @@ fn panic_guard_releases_the_relay_on_a_panic_in_another_thread() {
     if !common::is_child(NAME) {
         // The panic below trips every panic guard of the process, among them those of the
         // daemons other modules' tests run in parallel threads: run it in a process of its own.
-        let out = common::run_child("door", NAME, &[])
-            .wait_with_output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("1 passed"),
-            "--- child stdout\n{stdout}\n--- child stderr\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::child_passes("door", NAME);
         return;
     }
     for safe in [SafeState::Locked, SafeState::Unlocked] {
