@@ -21,5 +21,6 @@ mod door;
 mod enroll;
 mod fuzz;
 mod models_check;
+mod motion;
 mod pipeline;
 mod reference;
