@@ -62,7 +62,7 @@ use crate::error::{Error, Result};
 use crate::face::{FaceEngine, FaceModels};
 use crate::frame::FrameTimes;
 use crate::gallery::Gallery;
-use crate::policy::{Decision, Evidence, Policy, PolicySettings};
+use crate::policy::{Decision, DenyReason, Evidence, Policy, PolicySettings};
 use crate::statelock::StateLock;
 use image::RgbImage;
 use serde_json::json;
@@ -493,64 +493,84 @@ impl Daemon {
                 id,
                 distance,
                 frames,
-            } => {
-                // The record is durable before the door opens; without it, no unlock.
-                let durable = self.audit(
-                    Event::Decision,
-                    json!({"decision": "unlock", "person": id, "distance": distance, "frames": frames, "frame": seq, "liveness": self.liveness.name()}),
-                );
-                if !durable {
-                    // The unlock record is queued (written if the log recovers) as refused.
-                    if let Some((_, serde_json::Value::Object(f))) = self.pending.back_mut() {
-                        f.insert("decision".into(), json!("deny"));
-                        f.insert("reason".into(), json!("audit_unavailable"));
-                        f.insert("reason_code".into(), json!("audit_unavailable"));
-                    }
-                    self.refused_unaudited += 1;
-                    summary.denials += 1;
-                    log::error!(
-                        "ALARM: NOT unlocking for {id} (distance {distance:.3}): the decision \
-                         record cannot be made durable ({})",
-                        self.audit_fault.as_deref().unwrap_or("unknown error")
-                    );
-                    return Ok(());
-                }
-                match self.door.unlock() {
-                    Ok(_) => {
-                        let latency = captured.elapsed();
-                        log::info!("UNLOCK for {id} (distance {distance:.3}, {frames} frames agreeing, frame {seq}, {:.0} ms after capture)", latency.as_secs_f64() * 1e3);
-                        summary.unlocks.push(UnlockRecord {
-                            person: id,
-                            distance,
-                            frame_seq: seq,
-                            latency,
-                        });
-                    }
-                    Err(e) => {
-                        log::error!("unlock for {id} failed: {e}");
-                        self.audit(Event::LockError, json!({ "error": e.to_string() }));
-                    }
-                }
-            }
+            } => self.unlock(id, distance, frames, (seq, captured), summary),
             Decision::Deny {
                 reason,
                 id,
                 distance,
-            } => {
-                summary.denials += 1;
-                log::info!(
-                    "DENY: {reason} (nearest {}, distance {})",
-                    id.as_deref().unwrap_or("-"),
-                    distance.map_or("-".into(), |d| format!("{d:.3}"))
-                );
-                self.audit(
-                    Event::Decision,
-                    json!({"decision": "deny", "reason": reason.to_string(), "reason_code": reason.code(), "nearest": id, "distance": distance, "frame": seq, "liveness": self.liveness.name()}),
-                );
-            }
+            } => self.deny(&reason, id, distance, seq, summary),
             Decision::Hold { .. } | Decision::Wait => {}
         }
         Ok(())
+    }
+
+    /// Audits the unlock durably, then opens the door; without a durable record, no unlock.
+    /// `(seq, captured)` name the frame that completed the evidence.
+    fn unlock(
+        &mut self,
+        id: String,
+        distance: f32,
+        frames: usize,
+        (seq, captured): (u64, Instant),
+        summary: &mut RunSummary,
+    ) {
+        let durable = self.audit(
+            Event::Decision,
+            json!({"decision": "unlock", "person": id, "distance": distance, "frames": frames, "frame": seq, "liveness": self.liveness.name()}),
+        );
+        if !durable {
+            // The unlock record is queued (written if the log recovers) as refused.
+            if let Some((_, serde_json::Value::Object(f))) = self.pending.back_mut() {
+                f.insert("decision".into(), json!("deny"));
+                f.insert("reason".into(), json!("audit_unavailable"));
+                f.insert("reason_code".into(), json!("audit_unavailable"));
+            }
+            self.refused_unaudited += 1;
+            summary.denials += 1;
+            log::error!(
+                "ALARM: NOT unlocking for {id} (distance {distance:.3}): the decision \
+                 record cannot be made durable ({})",
+                self.audit_fault.as_deref().unwrap_or("unknown error")
+            );
+            return;
+        }
+        match self.door.unlock() {
+            Ok(_) => {
+                let latency = captured.elapsed();
+                log::info!("UNLOCK for {id} (distance {distance:.3}, {frames} frames agreeing, frame {seq}, {:.0} ms after capture)", latency.as_secs_f64() * 1e3);
+                summary.unlocks.push(UnlockRecord {
+                    person: id,
+                    distance,
+                    frame_seq: seq,
+                    latency,
+                });
+            }
+            Err(e) => {
+                log::error!("unlock for {id} failed: {e}");
+                self.audit(Event::LockError, json!({ "error": e.to_string() }));
+            }
+        }
+    }
+
+    /// Logs and audits a denial.
+    fn deny(
+        &mut self,
+        reason: &DenyReason,
+        id: Option<String>,
+        distance: Option<f32>,
+        seq: u64,
+        summary: &mut RunSummary,
+    ) {
+        summary.denials += 1;
+        log::info!(
+            "DENY: {reason} (nearest {}, distance {})",
+            id.as_deref().unwrap_or("-"),
+            distance.map_or("-".into(), |d| format!("{d:.3}"))
+        );
+        self.audit(
+            Event::Decision,
+            json!({"decision": "deny", "reason": reason.to_string(), "reason_code": reason.code(), "nearest": id, "distance": distance, "frame": seq, "liveness": self.liveness.name()}),
+        );
     }
 }
 

@@ -332,6 +332,27 @@ mod tests {
         out
     }
 
+    /// Issue 11 item 7: one pixel-format type; `[camera] format` names map to it and back.
+    #[test]
+    fn pixel_format_names_and_fourccs() {
+        for f in PixelFormat::ALL {
+            assert_eq!(PixelFormat::from_config_name(f.config_name()), Some(f));
+        }
+        assert_eq!(PixelFormat::from_config_name("auto"), None);
+        assert_eq!(
+            PixelFormat::from_config_name("MJPEG"),
+            None,
+            "names are lowercase"
+        );
+        assert_eq!(PixelFormat::Mjpeg.fourcc(), b"MJPG");
+        assert_eq!(PixelFormat::Yuyv.fourcc(), b"YUYV");
+        assert_eq!(
+            PixelFormat::ALL[0],
+            PixelFormat::Mjpeg,
+            "auto prefers MJPEG"
+        );
+    }
+
     #[test]
     fn yuyv_reference_colours() {
         // black, white, and BT.601 limited-range primaries (Y, U, V) -> RGB

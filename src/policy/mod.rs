@@ -32,6 +32,7 @@
 //! * [`visit`]: the attempt and its K-of-N window.
 //! * [`limiter`]: the per-visitor [`RateLimiter`] and its saved state.
 //! * [`decision`]: [`Decision`] and [`DenyReason`].
+//! * [`compare`]: comparisons that fail on NaN, and the mean of embeddings.
 //! * here: [`Policy::observe`], which puts them together, one named step at a time.
 
 pub mod compare;

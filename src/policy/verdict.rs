@@ -93,6 +93,8 @@ pub fn classify(s: &PolicySettings, e: &Evidence) -> FrameVerdict {
     if let Err(v) = usable(s, quality, embedding.as_ref()) {
         return v;
     }
+    // A spoof is a failing frame: it never counts toward K of N, and a visit of such frames is
+    // denied once per visitor as a presentation attack and counted by the rate limiter.
     if let Liveness::Spoof(r) = liveness {
         return FrameVerdict::Spoof { reason: r.clone() };
     }
