@@ -20,7 +20,7 @@ use crate::camera::v4l2::{V4l2Config, V4l2Source};
 use crate::camera::{CameraError, FrameSource};
 use crate::config::{CameraConfig, CameraKind, Config, LockBackend, SafeStateConfig};
 use crate::door::controller::{DoorConfig, DoorInputs, SafeState};
-use crate::door::lock::LockOutput;
+use crate::door::output::LockOutput;
 use crate::enroll::import::ImportPolicy;
 use crate::enroll::sign::AdminKey;
 use crate::enroll::store::Store;
@@ -51,30 +51,33 @@ pub fn door_config(cfg: &Config) -> DoorConfig {
 /// The lock output the configuration asks for.
 pub fn lock_output(cfg: &Config) -> Result<Box<dyn LockOutput>> {
     let l = &cfg.lock;
-    let err = |e: crate::door::lock::LockError| Error::Invalid(format!("[lock] {e}"));
+    let err = |e: crate::door::output::LockError| Error::Invalid(format!("[lock] {e}"));
     Ok(match l.backend {
         LockBackend::Simulated => match &l.sim_state_file {
-            None => Box::new(crate::door::sim::SimulatedOutput::new("simulated relay")),
-            Some(path) => Box::new(crate::door::sim::SimulatedOutput::with_state_file(
+            None => Box::new(crate::door::output::sim::SimulatedOutput::new(
+                "simulated relay",
+            )),
+            Some(path) => Box::new(crate::door::output::sim::SimulatedOutput::with_state_file(
                 "simulated relay",
                 path,
             )),
         },
         LockBackend::Rppal => Box::new(
-            crate::door::rppal_out::RppalOutput::new(l.pin.expect("validated"), l.active_low)
+            crate::door::output::rppal::RppalOutput::new(l.pin.expect("validated"), l.active_low)
                 .map_err(err)?,
         ),
         LockBackend::Gpiocdev => {
             let line = l.line.as_deref().expect("validated");
             let spec = match (&l.chip, line.parse::<u32>()) {
-                (Some(chip), Ok(offset)) => crate::door::gpiocdev_out::LineSpec::ChipOffset {
+                (Some(chip), Ok(offset)) => crate::door::output::gpiocdev::LineSpec::ChipOffset {
                     chip: chip.clone(),
                     offset,
                 },
-                _ => crate::door::gpiocdev_out::LineSpec::Name(line.to_string()),
+                _ => crate::door::output::gpiocdev::LineSpec::Name(line.to_string()),
             };
             Box::new(
-                crate::door::gpiocdev_out::GpiocdevOutput::new(&spec, l.active_low).map_err(err)?,
+                crate::door::output::gpiocdev::GpiocdevOutput::new(&spec, l.active_low)
+                    .map_err(err)?,
             )
         }
     })
@@ -82,14 +85,15 @@ pub fn lock_output(cfg: &Config) -> Result<Box<dyn LockOutput>> {
 
 /// The door contact and exit button the configuration names (GPIO character-device lines).
 pub fn door_inputs(cfg: &Config) -> Result<DoorInputs> {
-    use crate::door::gpiocdev_out::{GpiocdevInput, LineSpec, Pull};
+    use crate::door::input::{GpiocdevInput, Pull};
+    use crate::door::output::gpiocdev::LineSpec;
     let l = &cfg.lock;
     let pull = if l.inputs_active_low {
         Pull::Up
     } else {
         Pull::Down
     };
-    let open = |line: &Option<String>| -> Result<Option<Box<dyn crate::door::lock::DoorInput>>> {
+    let open = |line: &Option<String>| -> Result<Option<Box<dyn crate::door::input::DoorInput>>> {
         match line {
             None => Ok(None),
             Some(name) => {
@@ -318,7 +322,7 @@ pub fn store_and_watcher(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::camera::v4l2::PixelFormat;
+    use crate::camera::decode::PixelFormat;
 
     fn camera(format: &str) -> CameraConfig {
         toml::from_str(&format!(

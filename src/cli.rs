@@ -549,7 +549,7 @@ pub fn identify(
 ) -> Result<u8> {
     let models = FaceModels::load(opts)?;
     // The gallery photos pass the enrollment rule with the door's default minimum eye distance.
-    let min_eye = crate::door::policy::PolicySettings::default().min_eye_distance_px;
+    let min_eye = crate::policy::PolicySettings::default().min_eye_distance_px;
     let g = gallery_from_dir(&models, gallery, min_eye)?;
     let mut engine = models.engine()?;
     let face = embed_one(&mut engine, image)?;

@@ -3,10 +3,10 @@
 //! silently fall back to a default on a door), and every value is checked at start with an
 //! error that names the key and the fix. `config/facegate.toml` documents every key.
 
-use crate::door::policy::PolicySettings;
 use crate::error::{Error, Result};
 use crate::face::ModelOptions;
 use crate::models::ModelDir;
+use crate::policy::PolicySettings;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,22 +33,31 @@ pub enum CameraKind {
     Replay,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PixelFormat {
-    Auto,
-    Mjpeg,
-    Yuyv,
+/// `[camera] format`: `"auto"` (MJPEG if the camera offers it, else YUYV) or the name of one
+/// [`PixelFormat`](crate::camera::decode::PixelFormat) (`"mjpeg"`, `"yuyv"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub struct FormatChoice(Option<crate::camera::decode::PixelFormat>);
+
+impl FormatChoice {
+    /// The format to ask the V4L2 driver for (`None`: auto, MJPEG if offered, else YUYV).
+    pub fn requested(self) -> Option<crate::camera::decode::PixelFormat> {
+        self.0
+    }
 }
 
-impl PixelFormat {
-    /// The format to ask the V4L2 driver for (`None`: auto, MJPEG if offered, else YUYV).
-    pub fn requested(self) -> Option<crate::camera::v4l2::PixelFormat> {
-        match self {
-            PixelFormat::Auto => None,
-            PixelFormat::Mjpeg => Some(crate::camera::v4l2::PixelFormat::Mjpeg),
-            PixelFormat::Yuyv => Some(crate::camera::v4l2::PixelFormat::Yuyv),
+impl TryFrom<String> for FormatChoice {
+    type Error = String;
+
+    fn try_from(name: String) -> std::result::Result<Self, String> {
+        if name == "auto" {
+            return Ok(FormatChoice(None));
         }
+        crate::camera::decode::PixelFormat::from_config_name(&name)
+            .map(|f| FormatChoice(Some(f)))
+            .ok_or_else(|| {
+                format!("unknown format \"{name}\": use \"auto\", \"mjpeg\" or \"yuyv\"")
+            })
     }
 }
 
@@ -65,8 +74,8 @@ pub struct CameraConfig {
     pub height: u32,
     #[serde(default = "default_fps")]
     pub fps: u32,
-    #[serde(default = "default_format")]
-    pub format: PixelFormat,
+    #[serde(default)]
+    pub format: FormatChoice,
     /// Replay: directory of frames (JPEG/PNG, played in file-name order).
     pub replay_dir: Option<PathBuf>,
     /// Replay at `fps` in real time (frames are skipped when processing is slower), or every
@@ -311,9 +320,6 @@ fn default_height() -> u32 {
 fn default_fps() -> u32 {
     10
 }
-fn default_format() -> PixelFormat {
-    PixelFormat::Auto
-}
 fn default_frame_timeout_ms() -> u64 {
     500
 }
@@ -327,7 +333,7 @@ fn default_detector() -> String {
     "short_range".into()
 }
 fn default_threshold() -> f32 {
-    crate::door::policy::DEFAULT_THRESHOLD
+    crate::policy::DEFAULT_THRESHOLD
 }
 fn default_margin() -> f32 {
     0.05
@@ -728,7 +734,7 @@ path = "audit.jsonl"
     #[test]
     fn threshold_default_and_pulse_cap_have_one_definition() {
         let from_config = PolicyConfig::default().threshold;
-        assert_eq!(from_config, crate::door::policy::DEFAULT_THRESHOLD);
+        assert_eq!(from_config, crate::policy::DEFAULT_THRESHOLD);
         assert_eq!(PolicySettings::default().threshold, from_config);
         assert_eq!(
             std::time::Duration::from_millis(HARD_MAX_UNLOCK_MS),

@@ -24,7 +24,9 @@ pub mod gallery;
 pub mod imageio;
 pub mod metrics;
 pub mod models;
+pub mod panics;
 pub mod plot;
+pub mod policy;
 pub mod seal;
 pub mod statelock;
 

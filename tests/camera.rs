@@ -535,3 +535,30 @@ fn yuyv_frames_of_the_wrong_length_are_refused() {
         assert!(largest < 4096, "{w}x{h}: allocated {largest}");
     }
 }
+
+/// Issue 11 item 7: `[camera] format` is "auto" or one camera pixel format (one type,
+/// `camera::decode::PixelFormat`); anything else is refused with the choices.
+#[test]
+fn camera_format_is_auto_or_one_pixel_format() {
+    use facegate::camera::decode::PixelFormat;
+    use facegate::config::CameraConfig;
+    let parse = |format: &str| {
+        toml::from_str::<CameraConfig>(&format!("source = \"v4l2\"\nformat = \"{format}\""))
+    };
+    assert_eq!(parse("auto").unwrap().format.requested(), None);
+    assert_eq!(
+        parse("yuyv").unwrap().format.requested(),
+        Some(PixelFormat::Yuyv)
+    );
+    assert_eq!(
+        parse("mjpeg").unwrap().format.requested(),
+        Some(PixelFormat::Mjpeg)
+    );
+    let default = toml::from_str::<CameraConfig>("source = \"v4l2\"").unwrap();
+    assert_eq!(default.format.requested(), None, "the default is auto");
+    let e = parse("h264").unwrap_err().to_string();
+    assert!(
+        e.contains("h264") && e.contains("\"auto\", \"mjpeg\" or \"yuyv\""),
+        "{e}"
+    );
+}

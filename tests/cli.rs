@@ -202,7 +202,7 @@ fn lock_safe_releases_the_relay_without_models_even_when_the_audit_log_is_damage
     assert!(out.contains("de-energised"), "{out}");
     assert!(err.contains("not audited"), "{err}");
     assert_eq!(
-        facegate::door::sim::read_state_file(&state),
+        facegate::door::output::sim::read_state_file(&state),
         Some(false),
         "{out}{err}"
     );

@@ -1,5 +1,6 @@
-//! Lock output and door inputs on any Linux board through the GPIO character device
-//! ([`gpiocdev`], `/dev/gpiochip*`).
+//! Lock output on any Linux board through the GPIO character device ([`gpiocdev`],
+//! `/dev/gpiochip*`), and the line lookup ([`LineSpec`]) the door inputs share
+//! ([`GpiocdevInput`](crate::door::input::GpiocdevInput)).
 //!
 //! # Mechanism
 //!
@@ -27,11 +28,7 @@
 //! the request. What the line does *after* the release is up to the GPIO driver: most keep the
 //! last value driven, some revert to input. And nothing at all runs after `SIGKILL` or a power
 //! cut, so **the wiring must make "relay de-energised" the door's safe state** (see
-//! [`lock`](super::lock)).
-//!
-//! [`GpiocdevInput`] requests a line as an input (optionally with the kernel's pull-up /
-//! pull-down bias and active-low) for a door contact or request-to-exit button; the controller
-//! debounces it.
+//! [`output`](super)).
 //!
 //! # Troubleshooting
 //!
@@ -48,10 +45,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use gpiocdev::line::{Bias, Value};
+use gpiocdev::line::Value;
 use gpiocdev::Request;
 
-use super::lock::{DoorInput, LockError, LockOutput};
+use super::{LockError, LockOutput};
 
 /// Consumer label shown by `gpioinfo` for every line this program requests.
 pub const CONSUMER: &str = "facegate";
@@ -109,7 +106,7 @@ impl fmt::Display for LineSpec {
 }
 
 /// Resolves a [`LineSpec`] to a chip path and offset, with errors that say what to do.
-fn resolve(spec: &LineSpec) -> Result<(PathBuf, u32), LockError> {
+pub(crate) fn resolve(spec: &LineSpec) -> Result<(PathBuf, u32), LockError> {
     let fail = |reason: String| LockError {
         device: format!("GPIO {spec}"),
         reason,
@@ -187,7 +184,7 @@ fn check_chip_access(chip: &Path) -> Result<(), String> {
     }
 }
 
-fn request_error(e: gpiocdev::Error, chip: &Path, offset: u32) -> String {
+pub(crate) fn request_error(e: gpiocdev::Error, chip: &Path, offset: u32) -> String {
     let text = e.to_string();
     if text.contains("busy") || text.contains("EBUSY") {
         format!(
@@ -203,7 +200,7 @@ fn request_error(e: gpiocdev::Error, chip: &Path, offset: u32) -> String {
     }
 }
 
-fn polarity(active_low: bool) -> &'static str {
+pub(crate) fn polarity(active_low: bool) -> &'static str {
     if active_low {
         "active-low"
     } else {
@@ -284,78 +281,5 @@ impl Drop for GpiocdevOutput {
                 self.describe()
             ),
         }
-    }
-}
-
-/// Pull resistor for an input line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Pull {
-    /// No bias (the circuit has its own resistor).
-    #[default]
-    None,
-    /// The kernel's pull-up (a switch to ground, read active-low).
-    Up,
-    /// The kernel's pull-down (a switch to 3.3 V).
-    Down,
-}
-
-/// A door contact or request-to-exit button on a GPIO character-device line.
-#[derive(Debug)]
-pub struct GpiocdevInput {
-    req: Request,
-    chip: PathBuf,
-    offset: u32,
-    active_low: bool,
-}
-
-impl GpiocdevInput {
-    /// Requests the line as an input, consumer `facegate`.
-    pub fn new(spec: &LineSpec, active_low: bool, pull: Pull) -> Result<Self, LockError> {
-        let (chip, offset) = resolve(spec)?;
-        let mut builder = Request::builder();
-        builder
-            .on_chip(&chip)
-            .with_consumer(CONSUMER)
-            .with_line(offset)
-            .as_input()
-            .with_bias(match pull {
-                Pull::None => None,
-                Pull::Up => Some(Bias::PullUp),
-                Pull::Down => Some(Bias::PullDown),
-            });
-        if active_low {
-            builder.as_active_low();
-        }
-        let req = builder.request().map_err(|e| LockError {
-            device: format!("GPIO line {offset} on {}", chip.display()),
-            reason: request_error(e, &chip, offset),
-        })?;
-        Ok(Self {
-            req,
-            chip,
-            offset,
-            active_low,
-        })
-    }
-}
-
-impl DoorInput for GpiocdevInput {
-    fn is_active(&mut self) -> Result<bool, LockError> {
-        self.req
-            .lone_value()
-            .map(|v| v == Value::Active)
-            .map_err(|e| LockError {
-                device: self.describe(),
-                reason: format!("reading the line failed: {e}; check `dmesg`"),
-            })
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "GPIO input line {} on {}, {}",
-            self.offset,
-            self.chip.display(),
-            polarity(self.active_low)
-        )
     }
 }
