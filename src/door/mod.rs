@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod gpiocdev_out;
+pub mod line;
 pub mod lock;
 pub mod policy;
 pub mod rppal_out;
