@@ -5,7 +5,7 @@ use crate::assemble::{embed_one, gallery_from_dir};
 use crate::bench::{self, BenchOptions};
 use crate::error::{Error, Result};
 use crate::eval::{self, EvalOptions, Protocol};
-use crate::face::{FaceModels, ModelOptions};
+use crate::face::{DetectorChoice, FaceModels, ModelOptions};
 use crate::imageio::load_rgb;
 use crate::models::ModelDir;
 use clap::{Args, Parser, Subcommand};
@@ -43,10 +43,10 @@ pub struct ModelArgs {
     /// Encoder from the manifest: quantized (int8, default) or fp32
     #[arg(long, global = true, default_value = "quantized")]
     pub encoder: String,
-    /// Detector: auto (short-range, then full-range if no face), short_range (faces within
-    /// ~2 m, fast) or full_range (up to ~5 m)
-    #[arg(long, global = true, default_value = "auto")]
-    pub detector: String,
+    /// Detector: short_range (faces within ~2 m, fast; the door's default too), full_range (up
+    /// to ~5 m) or auto (short-range, then full-range if no face: photos with small faces)
+    #[arg(long, global = true, default_value_t = DetectorChoice::default())]
+    pub detector: DetectorChoice,
     /// Average the embeddings of each face and its mirror image (twice the encoder time)
     #[arg(long, global = true)]
     pub flip: bool,
@@ -59,7 +59,7 @@ impl ModelArgs {
     pub fn options(&self) -> ModelOptions {
         ModelOptions {
             models_dir: self.models.clone().unwrap_or_else(ModelDir::default_path),
-            detector: self.detector.clone(),
+            detector: self.detector,
             encoder: self.encoder.clone(),
             flip_average: self.flip,
             refine_small: !self.no_refine,
