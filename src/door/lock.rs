@@ -8,7 +8,7 @@
 //! its process dies, so the wiring must make "relay de-energised" the door's safe state. The
 //! software asserts that state at start (before anything else), on SIGINT/SIGTERM, on panic,
 //! and, from a separate process, after any exit of the daemon: `facegate lock safe`, the
-//! unit's `ExecStopPost=` ([`wiring_check::drive_safe`](super::wiring_check::drive_safe)).
+//! unit's `ExecStopPost=`.
 
 /// Error from a lock output, naming the device and the fix.
 #[derive(Debug, thiserror::Error)]

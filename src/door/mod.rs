@@ -8,4 +8,3 @@ pub mod lock;
 pub mod policy;
 pub mod rppal_out;
 pub mod sim;
-pub mod wiring_check;
