@@ -211,7 +211,7 @@ pub fn run(model_opts: &ModelOptions, opts: &BenchOptions) -> Result<BenchReport
     }
     Ok(BenchReport {
         encoder: models.encoder.name.clone(),
-        detector: model_opts.detector.clone(),
+        detector: model_opts.detector.to_string(),
         frames: frames.len(),
         frames_without_face: without_face,
         frames_low_quality: low_quality,

@@ -541,22 +541,28 @@ fn yuyv_frames_of_the_wrong_length_are_refused() {
 #[test]
 fn camera_format_is_auto_or_one_pixel_format() {
     use facegate::camera::decode::PixelFormat;
-    use facegate::config::CameraConfig;
-    let parse = |format: &str| {
-        toml::from_str::<CameraConfig>(&format!("source = \"v4l2\"\nformat = \"{format}\""))
+    use facegate::config::Config;
+    let parse = |format: Option<&str>| {
+        let format = format.map_or(String::new(), |f| format!("format = \"{f}\"\n"));
+        let text = format!(
+            "[camera]\nsource = \"v4l2\"\n{format}[gallery]\nphotos_dir = \"staff\"\n\
+             [lock]\nbackend = \"simulated\"\nsafe_state = \"locked\"\n\
+             [audit]\npath = \"audit.jsonl\"\n"
+        );
+        Config::parse(&text, std::path::Path::new("facegate.toml")).map(|c| c.camera)
     };
-    assert_eq!(parse("auto").unwrap().format.requested(), None);
+    assert_eq!(parse(Some("auto")).unwrap().format.requested(), None);
     assert_eq!(
-        parse("yuyv").unwrap().format.requested(),
+        parse(Some("yuyv")).unwrap().format.requested(),
         Some(PixelFormat::Yuyv)
     );
     assert_eq!(
-        parse("mjpeg").unwrap().format.requested(),
+        parse(Some("mjpeg")).unwrap().format.requested(),
         Some(PixelFormat::Mjpeg)
     );
-    let default = toml::from_str::<CameraConfig>("source = \"v4l2\"").unwrap();
+    let default = parse(None).unwrap();
     assert_eq!(default.format.requested(), None, "the default is auto");
-    let e = parse("h264").unwrap_err().to_string();
+    let e = parse(Some("h264")).unwrap_err().to_string();
     assert!(
         e.contains("h264") && e.contains("\"auto\", \"mjpeg\" or \"yuyv\""),
         "{e}"

@@ -833,10 +833,10 @@ fn staff_remove_command_rewrites_the_store_and_audits() {
     )
     .expect("config");
     let before = env.store_bytes();
-    assert!(facegate::enroll::commands::staff_remove(&cfg_path, "nobody").is_err());
+    assert!(facegate::cli::staff_remove(&cfg_path, "nobody").is_err());
     assert_eq!(env.store_bytes(), before);
     assert_eq!(
-        facegate::enroll::commands::staff_remove(&cfg_path, "old").expect("remove"),
+        facegate::cli::staff_remove(&cfg_path, "old").expect("remove"),
         0
     );
     assert_ne!(env.store_bytes(), before, "the old ciphertext is replaced");

@@ -8,12 +8,12 @@
 //! * [`input`]: door contact and request-to-exit inputs ([`DoorInput`](input::DoorInput)),
 //!   debounced by [`debounce`].
 //! * [`panic_guard`]: releases the relay to its safe state on any panic in the process.
-//! * [`wiring_check`]: `facegate lock test|safe`.
+//! * [`line`]: the GPIO line spec (`GPIO17`, `/dev/gpiochip4:GPIO17`, `/dev/gpiochip0:17`).
 
 pub mod controller;
 pub mod debounce;
 pub mod input;
+pub mod line;
 pub mod output;
 pub mod panic_guard;
-pub mod wiring_check;
 pub mod worker;

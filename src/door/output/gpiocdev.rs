@@ -19,7 +19,8 @@
 //! * **by chip and offset** ([`LineSpec::ChipOffset`], e.g. `/dev/gpiochip0` line 17), for boards
 //!   whose lines have no names (check with `gpioinfo`).
 //!
-//! [`LineSpec`] parses both forms from a string: `"GPIO17"` or `"/dev/gpiochip0:17"`.
+//! [`LineSpec`] ([`line`](super::line)) reads `"GPIO17"`, `"/dev/gpiochip0:GPIO17"` (a name on
+//! one chip) or `"/dev/gpiochip0:17"`.
 //!
 //! # Ownership and the safe level
 //!
@@ -41,9 +42,7 @@
 //! * "Device or resource busy": another process (or another door in this config) holds the line;
 //!   `gpioinfo` shows the consumer.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use gpiocdev::line::Value;
 use gpiocdev::Request;
@@ -53,57 +52,7 @@ use super::{LockError, LockOutput};
 /// Consumer label shown by `gpioinfo` for every line this program requests.
 pub const CONSUMER: &str = "facegate";
 
-/// Which GPIO line to use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LineSpec {
-    /// A line name from the device tree, e.g. `"GPIO17"`, searched on every chip.
-    Name(String),
-    /// A chip device and a line offset on it, e.g. `/dev/gpiochip0` and 17.
-    ChipOffset {
-        /// Path of the chip, e.g. `/dev/gpiochip0`.
-        chip: PathBuf,
-        /// Line offset on that chip.
-        offset: u32,
-    },
-}
-
-impl FromStr for LineSpec {
-    type Err = String;
-
-    /// `"GPIO17"` (a line name) or `"/dev/gpiochip0:17"` (chip path and offset).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Err("empty GPIO line: use a line name such as \"GPIO17\" \
-                        or a chip and offset such as \"/dev/gpiochip0:17\""
-                .into());
-        }
-        if s.starts_with('/') {
-            let (chip, offset) = s.rsplit_once(':').ok_or_else(|| {
-                format!("\"{s}\" names a chip but no line offset: write \"{s}:17\" for line 17")
-            })?;
-            let offset = offset.parse::<u32>().map_err(|_| {
-                format!("\"{offset}\" in \"{s}\" is not a line offset (0, 1, 2, ...)")
-            })?;
-            return Ok(LineSpec::ChipOffset {
-                chip: chip.into(),
-                offset,
-            });
-        }
-        Ok(LineSpec::Name(s.to_string()))
-    }
-}
-
-impl fmt::Display for LineSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LineSpec::Name(n) => write!(f, "line \"{n}\""),
-            LineSpec::ChipOffset { chip, offset } => {
-                write!(f, "line {offset} on {}", chip.display())
-            }
-        }
-    }
-}
+pub use crate::door::line::LineSpec;
 
 /// Resolves a [`LineSpec`] to a chip path and offset, with errors that say what to do.
 pub(crate) fn resolve(spec: &LineSpec) -> Result<(PathBuf, u32), LockError> {
@@ -115,6 +64,18 @@ pub(crate) fn resolve(spec: &LineSpec) -> Result<(PathBuf, u32), LockError> {
         LineSpec::ChipOffset { chip, offset } => {
             check_chip_access(chip).map_err(fail)?;
             Ok((chip.clone(), *offset))
+        }
+        LineSpec::ChipName { chip, name } => {
+            check_chip_access(chip).map_err(fail)?;
+            let on_chip = gpiocdev::Chip::from_path(chip).ok();
+            match on_chip.and_then(|c| c.find_line_info(name)) {
+                Some(info) => Ok((chip.clone(), info.offset)),
+                None => Err(fail(format!(
+                    "no line named \"{name}\" on {}; list its line names with `gpioinfo` \
+                     (names are case-sensitive)",
+                    chip.display()
+                ))),
+            }
         }
         LineSpec::Name(name) => {
             if let Some(found) = gpiocdev::find_named_line(name) {
