@@ -58,12 +58,14 @@ def convert(inputs, out):
 
 def liveness_models(out, report):
     """MiniFASNet: check the committed upstream files' sha256, every ONNX initialiser against the upstream
-    .pth tensors (minifasnet.py), then copy the ONNX files unchanged."""
+    .pth tensors, the ONNX logits against the upstream network run in numpy from the .pth on the fixture
+    crops (minifasnet.py), then copy the ONNX files unchanged."""
     pins = fetch.pinned_hashes()
     for m in minifasnet.MODELS:
         for name in (m.pth, m.onnx):
             fetch.check(minifasnet.UPSTREAM / name, pins)
     report["minifasnet_onnx_vs_pth"] = minifasnet.check_all()
+    report["minifasnet_onnx_vs_upstream_forward"] = minifasnet.check_outputs(minifasnet.fixture_crops())
     for m in minifasnet.MODELS:
         shutil.copyfile(minifasnet.UPSTREAM / m.onnx, out / m.file)
 

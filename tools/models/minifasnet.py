@@ -1,10 +1,13 @@
 """MiniFASNet (Minivision Silent-Face-Anti-Spoofing, Apache-2.0): read the upstream .pth without PyTorch,
-check the ONNX exports tensor by tensor, and the upstream preprocessing (crop + cv2-style bilinear resize).
+check the ONNX exports tensor by tensor and output by output, and the upstream preprocessing (crop +
+cv2-style bilinear resize).
 
     tools/models/.venv/bin/python tools/models/minifasnet.py list FILE.pth     # every tensor
     tools/models/.venv/bin/python tools/models/minifasnet.py check             # both ONNX files vs .pth
 
-`check` exits 1 naming the tensor on any mismatch or on any tensor not accounted for in either direction.
+`check` exits 1 naming the tensor on any mismatch or on any tensor not accounted for in either direction,
+then compares onnxruntime's logits with the upstream network run in numpy from the .pth (reference_logits)
+on the committed fixture crops.
 
 Legacy torch.save format (PyTorch < 1.6, not a zip), as torch/serialization.py `_legacy_save` writes it:
   1. pickle: magic number 0x1950a86a20f9469cfc6c
@@ -194,6 +197,7 @@ RENAME = {"stem": "conv1", "stem_dw": "conv2_dw", "transition1": "conv_23", "sta
 SE_BN = {"fc1": "bn1", "fc2": "bn2"}
 UNUSED_SUFFIX = ".num_batches_tracked"  # BatchNorm's training step counter: not used in eval mode
 TOLERANCE_EXACT = 0.0                   # copied tensors must be bit-identical
+OUTPUT_TOLERANCE = 1e-4  # logits are O(1-10); float32 vs float64 through ~50 layers; measured <= 4.5e-6
 TOLERANCE_FOLDED = 1e-6                 # folded: |onnx - fold(pth)| <= this * max(1, |fold(pth)|); measured <= 1.7e-7
 
 
@@ -316,6 +320,113 @@ def check_all(onnx_dir=UPSTREAM, pth_dir=UPSTREAM, names=None, verbose=False):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Independent forward pass of the upstream network (src/model_lib/MiniFASNet.py @ b6d5f04) in numpy
+# float64, straight from the .pth tensors (batch norms not folded): checks that the ONNX graph computes
+# the upstream model, not only that it holds the upstream numbers. Strides, paddings and the residual /
+# squeeze-excitation wiring are upstream's; channel counts come from the tensor shapes.
+
+def _conv(x, w, stride=1, pad=0):
+    """x [C, H, W], w [O, C/groups, k, k]; groups = 1 or depthwise (C/groups == 1 and O == C)."""
+    k = w.shape[2]
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
+    depthwise = w.shape[1] == 1 and w.shape[0] == x.shape[0] and x.shape[0] > 1
+    out = np.zeros((w.shape[0], ho, wo))
+    for i in range(k):
+        for j in range(k):
+            patch = xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+            if depthwise:
+                out += w[:, 0, i, j][:, None, None] * patch
+            else:
+                out += np.einsum("oc,chw->ohw", w[:, :, i, j], patch)
+    return out
+
+
+def _bn(x, p, prefix):
+    g, b, m, v = (p[f"{prefix}.{k}"].astype(np.float64) for k in ("weight", "bias", "running_mean", "running_var"))
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    return (x - m.reshape(shape)) / np.sqrt(v.reshape(shape) + BN_EPS) * g.reshape(shape) + b.reshape(shape)
+
+
+def _block(x, p, prefix, stride=1, pad=0, prelu=True):
+    """Conv_block (conv, bn, prelu) or Linear_block (conv, bn)."""
+    x = _bn(_conv(x, p[f"{prefix}.conv.weight"].astype(np.float64), stride, pad), p, f"{prefix}.bn")
+    if prelu:
+        a = p[f"{prefix}.prelu.weight"].astype(np.float64)[:, None, None]
+        x = np.where(x > 0, x, a * x)
+    return x
+
+
+def _depth_wise(x, p, prefix, stride, residual):
+    y = _block(x, p, f"{prefix}.conv")
+    y = _block(y, p, f"{prefix}.conv_dw", stride=stride, pad=1)
+    y = _block(y, p, f"{prefix}.project", prelu=False)
+    if not residual:
+        return y
+    se = f"{prefix}.se_module"
+    if f"{se}.fc1.weight" in p:
+        z = y.mean(axis=(1, 2), keepdims=True)
+        z = np.maximum(_bn(_conv(z, p[f"{se}.fc1.weight"].astype(np.float64)), p, f"{se}.bn1"), 0)
+        z = _bn(_conv(z, p[f"{se}.fc2.weight"].astype(np.float64)), p, f"{se}.bn2")
+        y = y * (1 / (1 + np.exp(-z)))
+    return x + y
+
+
+def reference_logits(pth, x):
+    """Upstream MiniFASNet forward (eval mode) in float64 on one input [1, 3, 80, 80] -> logits [3]."""
+    p = {k[len("module."):]: v for k, v in pth.items()}
+    out = _block(x[0].astype(np.float64), p, "conv1", stride=2, pad=1)
+    out = _block(out, p, "conv2_dw", pad=1)
+    for name, blocks in (("conv_23", None), ("conv_3", 4), ("conv_34", None), ("conv_4", 6),
+                         ("conv_45", None), ("conv_5", 2)):
+        if blocks is None:
+            out = _depth_wise(out, p, name, stride=2, residual=False)
+        else:
+            for i in range(blocks):
+                out = _depth_wise(out, p, f"{name}.model.{i}", stride=1, residual=True)
+    out = _block(out, p, "conv_6_sep")
+    out = _block(out, p, "conv_6_dw", prelu=False).reshape(-1)  # 5x5 depthwise over the 5x5 map
+    out = p["linear.weight"].astype(np.float64) @ out
+    out = _bn(out, p, "bn")
+    return p["prob.weight"].astype(np.float64) @ out  # dropout is the identity in eval mode
+
+
+def fixture_crops():
+    """The committed 80x80 crops of tests/fixtures/liveness (real faces, live and attack)."""
+    from PIL import Image
+
+    paths = sorted((HERE.parent.parent / "tests" / "fixtures" / "liveness").glob("*.png"))
+    if not paths:
+        raise SystemExit("error: tests/fixtures/liveness/*.png missing; run tools/models/liveness_fixtures.py")
+    return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+
+
+def check_outputs(crops, onnx_dir=UPSTREAM, pth_dir=UPSTREAM, names=None):
+    """onnxruntime logits of each ONNX file vs reference_logits on the same crops (80x80x3 uint8 RGB).
+    Returns {model key: max abs logit difference}; raises SystemExit above OUTPUT_TOLERANCE."""
+    import onnxruntime as ort
+
+    result = {}
+    for m in MODELS:
+        onnx_path = Path(onnx_dir) / (names[m.key] if names else m.onnx)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        pth = read_pth(Path(pth_dir) / m.pth)
+        worst = 0.0
+        for c in crops:
+            x = to_input(c)
+            got = sess.run(None, {"input": x})[0][0].astype(np.float64)
+            worst = max(worst, float(np.abs(got - reference_logits(pth, x)).max()))
+        if worst > OUTPUT_TOLERANCE:
+            raise SystemExit(f"error: {onnx_path.name}: onnxruntime logits differ from the upstream network "
+                             f"computed from {m.pth} by {worst:.3g} (> {OUTPUT_TOLERANCE})")
+        result[m.key] = {"crops": len(crops), "max_abs_logit_diff": worst}
+    return result
+
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Preprocessing, as upstream src/generate_patches.py CropImage + test.py do it.
 
 def crop_box(box, width, height, scale):
@@ -407,7 +518,9 @@ def main():
     if len(sys.argv) == 2 and sys.argv[1] == "check":
         import json
         print(json.dumps(check_all(verbose=True), indent=1))
-        print("MiniFASNet check OK: every ONNX initialiser matches the upstream .pth tensors")
+        print(json.dumps(check_outputs(fixture_crops()), indent=1))
+        print("MiniFASNet check OK: every ONNX initialiser matches the upstream .pth tensors, and the ONNX logits "
+              "match the upstream network computed from the .pth on the fixture crops")
         return 0
     raise SystemExit(__doc__.split("\n\n")[1])
 
