@@ -42,7 +42,9 @@ ABOUT = (
     "crop_box = [x1, y1, x2, y2] inclusive, upstream CropImage._get_new_box: s = min((H-1)/h, (W-1)/w, "
     "crop_scale); box of size w*s x h*s about (x + w/2, y + h/2); shifted back inside [0, W-1] x [0, H-1]; "
     "int() of each corner. crop = the 80x80 RGB PNG of img[y1:y2+1, x1:x2+1] resized like cv2.resize "
-    "INTER_LINEAR (half-pixel centres, edge clamp, no antialias, weights round(w*2048), (sum + 2^21) >> 22). "
+    "INTER_LINEAR bit for bit (tools/models/minifasnet.py resize_bilinear: half-pixel centres, no antialias, "
+    "weights round(w*2048); columns clamp the position at the edges, rows clamp only the row indices; "
+    "h = p0*a0 + p1*a1; v = ((h0 >> 4)*b0 >> 16) + ((h1 >> 4)*b1 >> 16); pixel = clamp((v + 2) >> 2, 0, 255)). "
     "Model input: the crop as BGR, 0..255 float32, NCHW [1, 3, 80, 80]. logits: onnxruntime CPU, 1 thread, on "
     "the PNG's pixels; live_prob = softmax(logits)[1].")
 
@@ -132,7 +134,7 @@ def summary(results):
     for e, _ in results:
         by_image.setdefault(e["image"], {})[e["model"]] = e["live_prob"]
     for image, p in by_image.items():
-        print(f"  {image:28} {EXPECTED.get(image, 'live'):6} v2 {p['v2']:.4f}  v1se {p['v1se']:.4f}  "
+        print(f"  {image:28} {EXPECTED.get(image, 'photo'):6} v2 {p['v2']:.4f}  v1se {p['v1se']:.4f}  "
               f"mean {(p['v2'] + p['v1se']) / 2:.4f}")
 
 

@@ -197,7 +197,7 @@ RENAME = {"stem": "conv1", "stem_dw": "conv2_dw", "transition1": "conv_23", "sta
 SE_BN = {"fc1": "bn1", "fc2": "bn2"}
 UNUSED_SUFFIX = ".num_batches_tracked"  # BatchNorm's training step counter: not used in eval mode
 TOLERANCE_EXACT = 0.0                   # copied tensors must be bit-identical
-OUTPUT_TOLERANCE = 1e-4  # logits are O(1-10); float32 vs float64 through ~50 layers; measured <= 4.5e-6
+OUTPUT_TOLERANCE = 1e-4  # logits are O(1-10); float32 vs float64 through ~50 layers; measured <= 5.1e-6
 TOLERANCE_FOLDED = 1e-6                 # folded: |onnx - fold(pth)| <= this * max(1, |fold(pth)|); measured <= 1.7e-7
 
 
@@ -451,38 +451,42 @@ def crop_box(box, width, height, scale):
     return int(x1), int(y1), int(x2), int(y2)
 
 
-RESIZE_COEF_BITS = 11  # cv::INTER_RESIZE_COEF_BITS
+RESIZE_COEF_BITS = 11  # cv::INTER_RESIZE_COEF_BITS: weights in units of 1/2048
 
 
-def _linear_taps(src, dst):
-    """cv2 INTER_LINEAR source index and fixed-point weights per output index (half-pixel centres,
-    clamped at the borders, no antialiasing)."""
-    scale = src / dst
-    f = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
-    i0 = np.floor(f).astype(np.int64)
-    frac = f - i0
-    low = i0 < 0
-    frac[low], i0[low] = 0, 0
-    high = i0 >= src - 1
-    frac[high], i0[high] = 0, src - 1
-    one = 1 << RESIZE_COEF_BITS
-    w0 = np.rint((1.0 - frac) * one).astype(np.int64)
+def _linear_taps(src, dst, clamp_weights):
+    """cv2 INTER_LINEAR taps per output index: (index0, index1, weight0, weight1), weights in 1/2048.
+    Position (d + 0.5) * src / dst - 0.5 in float32 (half-pixel centres, no antialiasing); weights
+    round((1 - f) * 2048) and round(f * 2048). Columns (clamp_weights): outside [0, src-1] the position
+    is clamped (f = 0). Rows: the weights keep f and only the two row indices are clamped."""
+    scale = 1.0 / (dst / src)
+    pos = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    i0 = np.floor(pos).astype(np.int64)
+    frac = (pos - i0.astype(np.float32)).astype(np.float32)
+    if clamp_weights:
+        low, high = i0 < 0, i0 >= src - 1
+        frac[low], i0[low] = 0, 0
+        frac[high], i0[high] = 0, src - 1
+    one = np.float32(1 << RESIZE_COEF_BITS)
+    w0 = np.rint((np.float32(1) - frac) * one).astype(np.int64)
     w1 = np.rint(frac * one).astype(np.int64)
-    return i0, np.minimum(i0 + 1, src - 1), w0, w1
+    return np.clip(i0, 0, src - 1), np.clip(i0 + 1, 0, src - 1), w0, w1
 
 
 def resize_bilinear(img, out_w, out_h):
-    """cv2.resize(img, (out_w, out_h)) with INTER_LINEAR on uint8 HxWxC, reproducing OpenCV's reference
-    (scalar) fixed-point arithmetic: weights round(w * 2048); horizontal pass in integers; vertical pass
-    (sum + 2**21) >> 22. OpenCV's SIMD vertical pass can differ from this by one grey level."""
+    """cv2.resize(img, (out_w, out_h)) (INTER_LINEAR) on uint8 HxWxC, bit for bit as OpenCV's SIMD path
+    computes it (universal intrinsics: the same on SSE, AVX2 and NEON): horizontal pass
+    h = p0 * a0 + p1 * a1 in integers; vertical pass ((h0 >> 4) * b0 >> 16) + ((h1 >> 4) * b1 >> 16),
+    then (v + 2) >> 2 saturated to 0..255. Checked identical to opencv-python-headless 5.0.0 (x86 AVX2)
+    on 300 random sizes 10-900 px, up and down, and on every fixture crop. OpenCV built without SIMD
+    computes (h0 * b0 + h1 * b1 + 2**21) >> 22 instead: at most one grey level apart."""
     h, w = img.shape[:2]
-    x0, x1, ax0, ax1 = _linear_taps(w, out_w)
-    y0, y1, by0, by1 = _linear_taps(h, out_h)
+    x0, x1, a0, a1 = _linear_taps(w, out_w, clamp_weights=True)
+    y0, y1, b0, b1 = _linear_taps(h, out_h, clamp_weights=False)
     src = img.astype(np.int64)
-    horiz = src[:, x0] * ax0[None, :, None] + src[:, x1] * ax1[None, :, None]
-    total = horiz[y0] * by0[:, None, None] + horiz[y1] * by1[:, None, None]
-    shift = 2 * RESIZE_COEF_BITS
-    return np.clip((total + (1 << (shift - 1))) >> shift, 0, 255).astype(np.uint8)
+    horiz = src[:, x0] * a0[None, :, None] + src[:, x1] * a1[None, :, None]
+    v = (((horiz[y0] >> 4) * b0[:, None, None]) >> 16) + (((horiz[y1] >> 4) * b1[:, None, None]) >> 16)
+    return np.clip((v + 2) >> 2, 0, 255).astype(np.uint8)
 
 
 def crop(rgb, box, scale):
