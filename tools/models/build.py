@@ -61,9 +61,8 @@ def liveness_models(out, report):
     .pth tensors, the ONNX logits against the upstream network run in numpy from the .pth on the fixture
     crops (minifasnet.py), then copy the ONNX files unchanged."""
     pins = fetch.pinned_hashes()
-    for m in minifasnet.MODELS:
-        for name in (m.pth, m.onnx):
-            fetch.check(minifasnet.UPSTREAM / name, pins)
+    for name in [*(f for m in minifasnet.MODELS for f in (m.pth, m.onnx)), *minifasnet.LICENCES]:
+        fetch.check(minifasnet.UPSTREAM / name, pins)
     report["minifasnet_onnx_vs_pth"] = minifasnet.check_all()
     report["minifasnet_onnx_vs_upstream_forward"] = minifasnet.check_outputs(minifasnet.fixture_crops())
     for m in minifasnet.MODELS:

@@ -56,6 +56,7 @@ class Model:
 V2 = Model("v2", "minifasnet_v2.onnx", "MiniFASNetV2.onnx", "2.7_80x80_MiniFASNetV2.pth", 2.7)
 V1SE = Model("v1se", "minifasnet_v1se.onnx", "MiniFASNetV1SE.onnx", "4_0_0_80x80_MiniFASNetV1SE.pth", 4.0)
 MODELS = (V2, V1SE)
+LICENCES = ("LICENSE.Silent-Face-Anti-Spoofing", "LICENSE.face-anti-spoofing")
 INPUT_SIZE = 80
 LIVE_CLASS = 1
 BN_EPS = 1e-5  # torch.nn.BatchNorm{1,2}d default, used by every upstream batch norm
