@@ -477,8 +477,23 @@ pub fn crop_face(
     if out.dimensions() != (CROP_SIDE, CROP_SIDE) {
         *out = RgbImage::new(CROP_SIDE, CROP_SIDE);
     }
-    resize_linear(frame, cb, out, &mut ResizeScratch::default());
+    resize_rect(frame, cb, out)?;
     Ok(cb)
+}
+
+/// Resizes the inclusive rectangle `rect` (`[x1, y1, x2, y2]`) of `src` into `out` (its size)
+/// as `cv2.resize(src[y1:y2+1, x1:x2+1], out_size, interpolation=cv2.INTER_LINEAR)` does.
+pub fn resize_rect(src: &RgbImage, rect: [u32; 4], out: &mut RgbImage) -> Result<()> {
+    let [x1, y1, x2, y2] = rect;
+    if x1 > x2 || y1 > y2 || x2 >= src.width() || y2 >= src.height() || out.width() == 0 {
+        return Err(Error::Invalid(format!(
+            "rectangle {rect:?} is not inside the {}x{} image",
+            src.width(),
+            src.height()
+        )));
+    }
+    resize_linear(src, rect, out, &mut ResizeScratch::default());
+    Ok(())
 }
 
 #[cfg(test)]
