@@ -93,6 +93,11 @@ pub enum Command {
     },
     /// Verification accuracy on a pairs protocol (LFW pairs.txt or a TSV)
     Eval(EvalArgs),
+    /// Presentation-attack detection: the live score of every face in each image; exit 0 all
+    /// live, 1 an attack or no face, 2 error
+    Liveness(crate::pad::LivenessArgs),
+    /// Presentation-attack detection error rates (APCER, BPCER, DET curve) on live and attack folders
+    EvalPad(crate::pad::EvalPadArgs),
     /// Run the door: camera -> faces -> decision -> lock, until SIGINT/SIGTERM
     Run {
         /// Configuration file (see config/facegate.toml; config/demo.toml runs anywhere)
@@ -298,6 +303,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             threshold,
         } => identify(&opts, &image, &gallery, threshold),
         Command::Eval(args) => run_eval(&opts, args),
+        Command::Liveness(args) => crate::pad::liveness_command(&opts, &args),
+        Command::EvalPad(args) => crate::pad::eval_pad_command(&opts, &args),
         Command::Run { config } => run_daemon(&config),
         Command::Audit(AuditCommand::Verify {
             log,

@@ -24,6 +24,7 @@ pub mod gallery;
 pub mod imageio;
 pub mod metrics;
 pub mod models;
+pub mod pad;
 pub mod plot;
 pub mod seal;
 pub mod statelock;

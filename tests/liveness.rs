@@ -109,6 +109,7 @@ fn one_model_scores_as_in_the_ensemble() {
     assert_eq!(alone.per_model[0], {
         let mut m = ens.per_model[1].clone();
         m.time = alone.per_model[0].time;
+        m.crop_time = alone.per_model[0].crop_time;
         m
     });
     assert_eq!(alone.score, ens.per_model[1].live);
@@ -295,4 +296,104 @@ fn resize_equals_opencv_inter_linear() {
         n += 1;
     }
     assert!(n >= 4, "{n} OpenCV references in {}", dir.display());
+}
+
+fn facegate(args: &[&str]) -> (i32, String, String) {
+    let out = crate::common::facegate_command()
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// `facegate liveness`: one line per face with the score; exit 1 when a face is an attack.
+#[test]
+fn liveness_command_scores_every_face() {
+    let t1 = fixture("spoof/image_T1.jpg");
+    let f2 = fixture("spoof/image_F2.jpg");
+    let (code, out, err) = facegate(&["liveness", t1.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("image_T1.jpg: face 1") && out.contains("-> live"),
+        "{out}"
+    );
+    let (code, out, err) = facegate(&[
+        "liveness",
+        "--pad-models",
+        "v2",
+        t1.to_str().unwrap(),
+        f2.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("image_F2.jpg: face 1") && out.contains("-> ATTACK"),
+        "{out}"
+    );
+    assert!(out.contains("(v2 ") && !out.contains("v1se"), "{out}");
+}
+
+/// `facegate eval-pad` on the spoof samples (a live folder, a print and a tablet folder):
+/// per attack folder APCER at the threshold and BPCER at APCER 5% and 1%, the scores TSV and
+/// the DET curve.
+#[test]
+fn eval_pad_reports_each_attack_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (dir, name) in [
+        ("live", "image_T1.jpg"),
+        ("print", "image_F1.jpg"),
+        ("tablet", "image_F2.jpg"),
+    ] {
+        std::fs::create_dir_all(tmp.path().join(dir).join("s1")).unwrap();
+        std::fs::copy(
+            fixture("spoof").join(name),
+            tmp.path().join(dir).join("s1").join(name),
+        )
+        .unwrap();
+    }
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let args = [
+        "eval-pad",
+        "--live",
+        &p("live"),
+        "--attack",
+        &p("print"),
+        "--attack",
+        &p("tablet"),
+        "--plot",
+        &p("det.png"),
+        "--scores",
+        &p("scores.tsv"),
+        "--json",
+    ];
+    let (code, out, err) = facegate(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["live_scored"], 1);
+    assert_eq!(r["bpcer"], 0.0);
+    let attacks = r["attacks"].as_array().unwrap();
+    assert_eq!(attacks.len(), 2);
+    for a in attacks {
+        assert_eq!(
+            (a["scored"].as_u64(), a["apcer"].as_f64()),
+            (Some(1), Some(0.0)),
+            "{a}"
+        );
+        let at = a["at_apcer"].as_array().unwrap();
+        assert_eq!(at.len(), 2);
+        assert_eq!(at[0]["apcer_target"], 0.05);
+        assert_eq!(at[1]["bpcer"], 0.0);
+    }
+    let tsv = std::fs::read_to_string(tmp.path().join("scores.tsv")).unwrap();
+    assert_eq!(
+        tsv.lines().next(),
+        Some("image\tfolder\tsubject\tscore\tv2\tv1se")
+    );
+    assert_eq!(tsv.lines().count(), 4, "{tsv}");
+    let det = image::open(tmp.path().join("det.png")).unwrap();
+    assert!(det.width() > 500 && det.height() > 400);
 }

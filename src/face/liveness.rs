@@ -168,8 +168,11 @@ pub struct ModelScore {
     pub live: f32,
     /// The crop taken from the frame: `[x1, y1, x2, y2]`, inclusive pixels.
     pub crop_box: [u32; 4],
+    /// Time of crop + inference, and of the crop (cut, resize) alone.
     #[serde(skip)]
     pub time: Duration,
+    #[serde(skip)]
+    pub crop_time: Duration,
 }
 
 /// The live score of one face: the mean live probability of the models used, and each model's.
@@ -287,6 +290,7 @@ impl Stage {
             self.model.spec.crop_scale,
         )?;
         resize_linear(frame, cb, &mut self.crop, &mut self.scratch);
+        let crop_time = t.elapsed();
         let crop = std::mem::take(&mut self.crop);
         let logits = self.infer(&crop);
         self.crop = crop;
@@ -297,6 +301,7 @@ impl Stage {
             logits,
             crop_box: cb,
             time: t.elapsed(),
+            crop_time,
         })
     }
 
