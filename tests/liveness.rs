@@ -397,3 +397,30 @@ fn eval_pad_reports_each_attack_folder() {
     let det = image::open(tmp.path().join("det.png")).unwrap();
     assert!(det.width() > 500 && det.height() > 400);
 }
+
+/// Issue 12 target "peak RSS <= 100 MB": loading both liveness models and scoring a face
+/// grows the heap by about 11 MB, and each later frame by about 2 MB (tract's intermediate
+/// tensors), far from the budget.
+#[test]
+fn liveness_heap_cost_is_small() {
+    let (img, face) = frame_and_face(&fixture("spoof/image_T1.jpg"));
+    let dir = ModelDir::open(ModelDir::default_path()).unwrap();
+    let (live, peak) = crate::heap::peak_of(|| {
+        let mut l = Liveness::load(&dir, LivenessChoice::Both).unwrap();
+        l.score(&img, &face).unwrap();
+        l
+    });
+    let (_, per_frame) = {
+        let mut l = live;
+        crate::heap::peak_of(move || l.score(&img, &face).unwrap())
+    };
+    eprintln!("liveness: load + first score peak heap {peak} bytes, later frames {per_frame}");
+    assert!(
+        peak < 32 << 20,
+        "loading the liveness models peaked at {peak} bytes"
+    );
+    assert!(
+        per_frame < 4 << 20,
+        "a scored frame peaked at {per_frame} bytes"
+    );
+}
