@@ -17,6 +17,7 @@ mod enroll;
 mod eval;
 mod face;
 mod lock;
+mod pad;
 mod run;
 
 use crate::error::{Error, Result};
@@ -118,6 +119,11 @@ pub enum Command {
     },
     /// Verification accuracy on a pairs protocol (LFW pairs.txt or a TSV)
     Eval(EvalArgs),
+    /// Presentation-attack detection: the live score of every face in each image; exit 0 all
+    /// live, 1 an attack or no face, 2 error
+    Liveness(pad::LivenessArgs),
+    /// Presentation-attack detection error rates (APCER, BPCER, DET curve) on live and attack folders
+    EvalPad(pad::EvalPadArgs),
     /// Run the door: camera -> faces -> decision -> lock, until SIGINT/SIGTERM
     Run {
         /// Configuration file (see config/facegate.toml; config/demo.toml runs anywhere)
@@ -168,6 +174,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             threshold,
         } => face::identify(&opts, &image, &gallery, threshold),
         Command::Eval(args) => eval::run_eval(&opts, args),
+        Command::Liveness(args) => pad::liveness_command(&opts, &args),
+        Command::EvalPad(args) => pad::eval_pad_command(&opts, &args),
         Command::Bench(args) => eval::bench(&opts, args),
         Command::Run { config } => run_daemon(&config),
         Command::Audit(cmd) => audit::run(cmd),

@@ -12,6 +12,7 @@ pub mod detect;
 pub mod encode;
 pub mod geometry;
 pub mod landmarks;
+pub mod liveness;
 pub mod motion;
 pub mod pick;
 pub mod quality;
