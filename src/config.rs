@@ -208,14 +208,14 @@ fn one_thread() -> usize {
 fn check_liveness(l: &LivenessConfig, path: &Path) -> Result<()> {
     if let Some(t) = l.threshold {
         if !(t > 0.0 && t < 1.0) {
-            return Err(invalid(path, "liveness", &format!("threshold = {t} is not a live probability strictly between 0 and 1; remove it to use the models' measured default")));
+            return Err(invalid(path, "liveness", format!("threshold = {t} is not a live probability strictly between 0 and 1; remove it to use the models' measured default")));
         }
     }
     if !(1..=2).contains(&l.threads) {
         return Err(invalid(
             path,
             "liveness",
-            &format!(
+            format!(
                 "threads = {}: use 1, or 2 with models = \"both\"",
                 l.threads
             ),
