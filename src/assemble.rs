@@ -10,17 +10,19 @@
 //! ```
 //!
 //! Everything that needs a part asks here, so no command reaches into another command's module
-//! for it: the daemon, `facegate lock test|safe` ([`crate::door::wiring_check`]), the enrollment
-//! commands ([`crate::enroll::commands`]) and the USB watcher get the same lock, camera, gallery
-//! and policy from the same configuration.
+//! for it: the daemon, `facegate lock test|safe`, the enrollment commands (both in the command
+//! line's `cli/`, which nothing but `main.rs` imports) and the USB watcher get the same lock,
+//! camera, gallery and policy from the same configuration, checked once when it was loaded
+//! ([`Config::load`]: typed lock backend, GPIO lines and camera source, nothing unwrapped here).
 
 use crate::camera::replay::{Pacing, ReplaySource};
 use crate::camera::supervisor::Opener;
 use crate::camera::v4l2::{V4l2Config, V4l2Source};
 use crate::camera::{CameraError, FrameSource};
-use crate::config::{CameraConfig, CameraKind, Config, LockBackend, SafeStateConfig};
+use crate::config::{CameraConfig, CameraSource, Config, LockBackend, SafeStateConfig};
 use crate::door::controller::{DoorConfig, DoorInputs, SafeState};
-use crate::door::lock::LockOutput;
+use crate::door::line::LineSpec;
+use crate::door::output::LockOutput;
 use crate::enroll::import::ImportPolicy;
 use crate::enroll::sign::AdminKey;
 use crate::enroll::store::Store;
@@ -51,52 +53,40 @@ pub fn door_config(cfg: &Config) -> DoorConfig {
 /// The lock output the configuration asks for.
 pub fn lock_output(cfg: &Config) -> Result<Box<dyn LockOutput>> {
     let l = &cfg.lock;
-    let err = |e: crate::door::lock::LockError| Error::Invalid(format!("[lock] {e}"));
-    Ok(match l.backend {
-        LockBackend::Simulated => match &l.sim_state_file {
-            None => Box::new(crate::door::sim::SimulatedOutput::new("simulated relay")),
-            Some(path) => Box::new(crate::door::sim::SimulatedOutput::with_state_file(
-                "simulated relay",
-                path,
-            )),
-        },
-        LockBackend::Rppal => Box::new(
-            crate::door::rppal_out::RppalOutput::new(l.pin.expect("validated"), l.active_low)
-                .map_err(err)?,
+    let err = |e: crate::door::output::LockError| Error::Invalid(format!("[lock] {e}"));
+    Ok(match &l.backend {
+        LockBackend::Simulated { state_file: None } => Box::new(
+            crate::door::output::sim::SimulatedOutput::new("simulated relay"),
         ),
-        LockBackend::Gpiocdev => {
-            let line = l.line.as_deref().expect("validated");
-            let spec = match (&l.chip, line.parse::<u32>()) {
-                (Some(chip), Ok(offset)) => crate::door::gpiocdev_out::LineSpec::ChipOffset {
-                    chip: chip.clone(),
-                    offset,
-                },
-                _ => crate::door::gpiocdev_out::LineSpec::Name(line.to_string()),
-            };
-            Box::new(
-                crate::door::gpiocdev_out::GpiocdevOutput::new(&spec, l.active_low).map_err(err)?,
-            )
+        LockBackend::Simulated {
+            state_file: Some(path),
+        } => Box::new(crate::door::output::sim::SimulatedOutput::with_state_file(
+            "simulated relay",
+            path,
+        )),
+        LockBackend::Rppal { pin } => {
+            Box::new(crate::door::output::rppal::RppalOutput::new(*pin, l.active_low).map_err(err)?)
         }
+        LockBackend::Gpiocdev { line } => Box::new(
+            crate::door::output::gpiocdev::GpiocdevOutput::new(line, l.active_low).map_err(err)?,
+        ),
     })
 }
 
 /// The door contact and exit button the configuration names (GPIO character-device lines).
 pub fn door_inputs(cfg: &Config) -> Result<DoorInputs> {
-    use crate::door::gpiocdev_out::{GpiocdevInput, LineSpec, Pull};
+    use crate::door::input::{GpiocdevInput, Pull};
     let l = &cfg.lock;
     let pull = if l.inputs_active_low {
         Pull::Up
     } else {
         Pull::Down
     };
-    let open = |line: &Option<String>| -> Result<Option<Box<dyn crate::door::lock::DoorInput>>> {
+    let open = |line: &Option<LineSpec>| -> Result<Option<Box<dyn crate::door::input::DoorInput>>> {
         match line {
             None => Ok(None),
-            Some(name) => {
-                let spec: LineSpec = name
-                    .parse()
-                    .map_err(|e| Error::Invalid(format!("[lock] input line {name:?}: {e}")))?;
-                let input = GpiocdevInput::new(&spec, l.inputs_active_low, pull)
+            Some(spec) => {
+                let input = GpiocdevInput::new(spec, l.inputs_active_low, pull)
                     .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
                 Ok(Some(Box::new(input)))
             }
@@ -109,9 +99,9 @@ pub fn door_inputs(cfg: &Config) -> Result<DoorInputs> {
 }
 
 /// What `[camera]` asks the V4L2 source for: device, size, rate and pixel format.
-pub fn v4l2_config(c: &CameraConfig) -> V4l2Config {
+pub fn v4l2_config(c: &CameraConfig, device: &str) -> V4l2Config {
     V4l2Config {
-        device: c.device.clone(),
+        device: device.to_string(),
         width: c.width,
         height: c.height,
         fps: c.fps,
@@ -125,19 +115,24 @@ pub fn camera_opener(cfg: &Config) -> Opener {
     let c = cfg.camera.clone();
     Box::new(
         move || -> std::result::Result<Box<dyn FrameSource>, CameraError> {
-            match c.source {
-                CameraKind::Replay => {
-                    let pacing = if c.replay_realtime {
+            match &c.source {
+                CameraSource::Replay {
+                    dir,
+                    realtime,
+                    looped,
+                } => {
+                    let pacing = if *realtime {
                         Pacing::RealTime {
                             fps: f64::from(c.fps),
                         }
                     } else {
                         Pacing::EveryFrame
                     };
-                    let dir = c.replay_dir.as_ref().expect("validated");
-                    Ok(Box::new(ReplaySource::open(dir, pacing, c.replay_loop)?))
+                    Ok(Box::new(ReplaySource::open(dir, pacing, *looped)?))
                 }
-                CameraKind::V4l2 => Ok(Box::new(V4l2Source::open(&v4l2_config(&c))?)),
+                CameraSource::V4l2 { device } => {
+                    Ok(Box::new(V4l2Source::open(&v4l2_config(&c, device))?))
+                }
             }
         },
     )
@@ -318,26 +313,32 @@ pub fn store_and_watcher(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::camera::v4l2::PixelFormat;
+    use crate::camera::decode::PixelFormat;
 
-    fn camera(format: &str) -> CameraConfig {
-        toml::from_str(&format!(
-            "source = \"v4l2\"\ndevice = \"/dev/video2\"\nwidth = 320\nheight = 240\nfps = 15\n{format}"
-        ))
-        .unwrap()
+    /// The V4L2 settings of a configuration whose `[camera]` ends with `format`.
+    fn v4l2(format: &str) -> V4l2Config {
+        let text = format!(
+            "[camera]\nsource = \"v4l2\"\ndevice = \"/dev/video2\"\nwidth = 320\nheight = 240\n\
+             fps = 15\n{format}\n[gallery]\nphotos_dir = \"staff\"\n[lock]\n\
+             backend = \"simulated\"\nsafe_state = \"locked\"\n[audit]\npath = \"audit.jsonl\"\n"
+        );
+        let c = Config::parse(&text, Path::new("facegate.toml"))
+            .unwrap()
+            .camera;
+        let CameraSource::V4l2 { device } = &c.source else {
+            panic!("not a V4L2 source: {:?}", c.source)
+        };
+        v4l2_config(&c, device)
     }
 
     /// Issue 11 item 6: `[camera] format` reaches the V4L2 source (old code: documented but
     /// dropped, every camera negotiated MJPEG-if-offered); no key or "auto" keeps that default.
     #[test]
     fn camera_format_reaches_the_v4l2_source() {
-        assert_eq!(v4l2_config(&camera("")).format, None);
-        assert_eq!(v4l2_config(&camera("format = \"auto\"")).format, None);
-        assert_eq!(
-            v4l2_config(&camera("format = \"mjpeg\"")).format,
-            Some(PixelFormat::Mjpeg)
-        );
-        let c = v4l2_config(&camera("format = \"yuyv\""));
+        assert_eq!(v4l2("").format, None);
+        assert_eq!(v4l2("format = \"auto\"").format, None);
+        assert_eq!(v4l2("format = \"mjpeg\"").format, Some(PixelFormat::Mjpeg));
+        let c = v4l2("format = \"yuyv\"");
         assert_eq!(c.format, Some(PixelFormat::Yuyv));
         assert_eq!(
             (c.device.as_str(), c.width, c.height, c.fps),

@@ -6,13 +6,13 @@
 //! goes through [`crate::frame::evidence`], the daemon's own per-frame function (largest face,
 //! quality gates before encoding, match, access rules), so the figures are the door's.
 
-use crate::door::policy::{Evidence, PolicySettings};
 use crate::error::{Error, Result};
 use crate::face::encode::{Embedding, EMBEDDING_DIM};
 use crate::face::{FaceEngine, FaceModels, ModelOptions};
 use crate::frame::{FrameTimes, NoLiveness, DOOR_PICK};
 use crate::gallery::{Gallery, Person};
 use crate::imageio::{decode_rgb, load_rgb};
+use crate::policy::{Evidence, PolicySettings};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -211,7 +211,7 @@ pub fn run(model_opts: &ModelOptions, opts: &BenchOptions) -> Result<BenchReport
     }
     Ok(BenchReport {
         encoder: models.encoder.name.clone(),
-        detector: model_opts.detector.clone(),
+        detector: model_opts.detector.to_string(),
         frames: frames.len(),
         frames_without_face: without_face,
         frames_low_quality: low_quality,

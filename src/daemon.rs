@@ -55,13 +55,14 @@ use crate::assemble;
 use crate::audit::{AuditError, AuditLog, Event};
 use crate::camera::supervisor::{CameraEvent, Opener, Supervisor, SupervisorConfig};
 use crate::config::Config;
-use crate::door::controller::{install_panic_guard, DoorController, DoorInputs};
-use crate::door::lock::LockOutput;
-use crate::door::policy::{Decision, Evidence, Policy, PolicySettings};
+use crate::door::controller::{DoorController, DoorInputs};
+use crate::door::output::LockOutput;
+use crate::door::panic_guard::install_panic_guard;
 use crate::error::{Error, Result};
 use crate::face::{FaceEngine, FaceModels};
 use crate::frame::FrameTimes;
 use crate::gallery::Gallery;
+use crate::policy::{Decision, DenyReason, Evidence, Policy, PolicySettings};
 use crate::statelock::StateLock;
 use image::RgbImage;
 use serde_json::json;
@@ -159,7 +160,7 @@ impl Daemon {
         );
         let mut policy = Policy::new(cfg.policy_settings());
         // The per-visitor rate limit survives restarts (issue 10, finding 12).
-        let limiter = crate::door::policy::limiter_path(&cfg.audit.path);
+        let limiter = crate::policy::limiter_path(&cfg.audit.path);
         if let Err(e) = policy.load_limiter(&limiter) {
             log::error!("rate limiter: {e}");
         }
@@ -359,6 +360,37 @@ impl Daemon {
     /// Runs until `stop` is set, the replay ends, or `daemon.max_frames` frames were seen.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<RunSummary> {
         let mut summary = RunSummary::default();
+        self.announce_start();
+        let timeout = Duration::from_millis(self.cfg.camera.frame_timeout_ms);
+        let mut watchdog = Watchdog::new(
+            self.cfg.daemon.watchdog,
+            Duration::from_secs_f64(self.cfg.camera.stall_timeout_s),
+        );
+        while !stop.load(Ordering::Relaxed) {
+            let event = self.camera.poll(timeout);
+            if let CameraEvent::Frame(_) = event {
+                watchdog.frame_seen();
+            }
+            if !self.on_camera_event(event, &mut summary)? {
+                break;
+            }
+            if self.door.emergency() {
+                return Err(self.emergency_exit(&summary));
+            }
+            self.poll_enroll();
+            for ev in self.door.drain_events() {
+                self.audit(Event::Door, ev.kind.audit_fields());
+            }
+            watchdog.pet();
+            if self.cfg.daemon.max_frames > 0 && summary.frames >= self.cfg.daemon.max_frames {
+                break;
+            }
+        }
+        self.finish(summary)
+    }
+
+    /// Logs and audits what this run works with, and tells systemd it is ready.
+    fn announce_start(&mut self) {
         let settings: PolicySettings = self.policy.settings().clone();
         log::info!(
             "facegate: {} people enrolled ({} embeddings), encoder {} ({}), threshold {:.3}, {} of {} frames within {:?}; liveness: {}",
@@ -379,58 +411,41 @@ impl Daemon {
             Event::Start,
             json!({"people": self.gallery.len(), "encoder_sha256": self.models.encoder.sha256, "threshold": settings.threshold, "liveness": self.liveness.name()}),
         );
-        let watchdog = self.cfg.daemon.watchdog;
-        if watchdog {
+        if self.cfg.daemon.watchdog {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         }
-        let timeout = Duration::from_millis(self.cfg.camera.frame_timeout_ms);
-        let stall = Duration::from_secs_f64(self.cfg.camera.stall_timeout_s);
-        let mut last_frame: Option<Instant> = None;
-        let mut last_pet = Instant::now() - Duration::from_secs(60);
-        while !stop.load(Ordering::Relaxed) {
-            match self.camera.poll(timeout) {
-                CameraEvent::Frame(frame) => {
-                    summary.frames += 1;
-                    last_frame = Some(Instant::now());
-                    let t0 = Instant::now();
-                    self.process(&frame.image, frame.seq, frame.captured, &mut summary)?;
-                    summary.processing.push(t0.elapsed());
+    }
+
+    /// Handles what the camera supervisor reported; `false` when the source has ended.
+    fn on_camera_event(&mut self, event: CameraEvent, summary: &mut RunSummary) -> Result<bool> {
+        match event {
+            CameraEvent::Frame(frame) => {
+                summary.frames += 1;
+                let t0 = Instant::now();
+                self.process(&frame.image, frame.seq, frame.captured, summary)?;
+                summary.processing.push(t0.elapsed());
+            }
+            CameraEvent::Idle => {}
+            CameraEvent::Lost(reason) => {
+                summary.camera_losses += 1;
+                log::warn!("camera_lost: {reason}");
+                if let Err(e) = self.door.lock_now() {
+                    log::error!("locking after camera loss: {e}");
                 }
-                CameraEvent::Idle => {}
-                CameraEvent::Lost(reason) => {
-                    summary.camera_losses += 1;
-                    log::warn!("camera_lost: {reason}");
-                    if let Err(e) = self.door.lock_now() {
-                        log::error!("locking after camera loss: {e}");
-                    }
-                    self.audit(Event::CameraLost, json!({ "reason": reason }));
-                }
-                CameraEvent::Restored => {
-                    log::info!("camera_restored");
-                    self.audit(Event::CameraRestored, json!({}));
-                }
-                CameraEvent::Finished => break,
+                self.audit(Event::CameraLost, json!({ "reason": reason }));
             }
-            if self.door.emergency() {
-                return Err(self.emergency_exit(&summary));
+            CameraEvent::Restored => {
+                log::info!("camera_restored");
+                self.audit(Event::CameraRestored, json!({}));
             }
-            self.poll_enroll();
-            for ev in self.door.drain_events() {
-                self.audit(Event::Door, ev.kind.audit_fields());
-            }
-            // Pet the watchdog only while frames flow: a stuck camera gets us restarted.
-            if watchdog
-                && last_frame.is_some_and(|t| t.elapsed() < stall)
-                && last_pet.elapsed() >= Duration::from_secs(1)
-            {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                last_pet = Instant::now();
-            }
-            if self.cfg.daemon.max_frames > 0 && summary.frames >= self.cfg.daemon.max_frames {
-                break;
-            }
+            CameraEvent::Finished => return Ok(false),
         }
-        if watchdog {
+        Ok(true)
+    }
+
+    /// The end of a run: audits `stop` and drives the relay to its safe state.
+    fn finish(&mut self, mut summary: RunSummary) -> Result<RunSummary> {
+        if self.cfg.daemon.watchdog {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         }
         if self.door.emergency() {
@@ -478,63 +493,119 @@ impl Daemon {
                 id,
                 distance,
                 frames,
-            } => {
-                // The record is durable before the door opens; without it, no unlock.
-                let durable = self.audit(
-                    Event::Decision,
-                    json!({"decision": "unlock", "person": id, "distance": distance, "frames": frames, "frame": seq, "liveness": self.liveness.name()}),
-                );
-                if !durable {
-                    // The unlock record is queued (written if the log recovers) as refused.
-                    if let Some((_, serde_json::Value::Object(f))) = self.pending.back_mut() {
-                        f.insert("decision".into(), json!("deny"));
-                        f.insert("reason".into(), json!("audit_unavailable"));
-                        f.insert("reason_code".into(), json!("audit_unavailable"));
-                    }
-                    self.refused_unaudited += 1;
-                    summary.denials += 1;
-                    log::error!(
-                        "ALARM: NOT unlocking for {id} (distance {distance:.3}): the decision \
-                         record cannot be made durable ({})",
-                        self.audit_fault.as_deref().unwrap_or("unknown error")
-                    );
-                    return Ok(());
-                }
-                match self.door.unlock() {
-                    Ok(_) => {
-                        let latency = captured.elapsed();
-                        log::info!("UNLOCK for {id} (distance {distance:.3}, {frames} frames agreeing, frame {seq}, {:.0} ms after capture)", latency.as_secs_f64() * 1e3);
-                        summary.unlocks.push(UnlockRecord {
-                            person: id,
-                            distance,
-                            frame_seq: seq,
-                            latency,
-                        });
-                    }
-                    Err(e) => {
-                        log::error!("unlock for {id} failed: {e}");
-                        self.audit(Event::LockError, json!({ "error": e.to_string() }));
-                    }
-                }
-            }
+            } => self.unlock(id, distance, frames, (seq, captured), summary),
             Decision::Deny {
                 reason,
                 id,
                 distance,
-            } => {
-                summary.denials += 1;
-                log::info!(
-                    "DENY: {reason} (nearest {}, distance {})",
-                    id.as_deref().unwrap_or("-"),
-                    distance.map_or("-".into(), |d| format!("{d:.3}"))
-                );
-                self.audit(
-                    Event::Decision,
-                    json!({"decision": "deny", "reason": reason.to_string(), "reason_code": reason.code(), "nearest": id, "distance": distance, "frame": seq, "liveness": self.liveness.name()}),
-                );
-            }
+            } => self.deny(&reason, id, distance, seq, summary),
             Decision::Hold { .. } | Decision::Wait => {}
         }
         Ok(())
+    }
+
+    /// Audits the unlock durably, then opens the door; without a durable record, no unlock.
+    /// `(seq, captured)` name the frame that completed the evidence.
+    fn unlock(
+        &mut self,
+        id: String,
+        distance: f32,
+        frames: usize,
+        (seq, captured): (u64, Instant),
+        summary: &mut RunSummary,
+    ) {
+        let durable = self.audit(
+            Event::Decision,
+            json!({"decision": "unlock", "person": id, "distance": distance, "frames": frames, "frame": seq, "liveness": self.liveness.name()}),
+        );
+        if !durable {
+            // The unlock record is queued (written if the log recovers) as refused.
+            if let Some((_, serde_json::Value::Object(f))) = self.pending.back_mut() {
+                f.insert("decision".into(), json!("deny"));
+                f.insert("reason".into(), json!("audit_unavailable"));
+                f.insert("reason_code".into(), json!("audit_unavailable"));
+            }
+            self.refused_unaudited += 1;
+            summary.denials += 1;
+            log::error!(
+                "ALARM: NOT unlocking for {id} (distance {distance:.3}): the decision \
+                 record cannot be made durable ({})",
+                self.audit_fault.as_deref().unwrap_or("unknown error")
+            );
+            return;
+        }
+        match self.door.unlock() {
+            Ok(_) => {
+                let latency = captured.elapsed();
+                log::info!("UNLOCK for {id} (distance {distance:.3}, {frames} frames agreeing, frame {seq}, {:.0} ms after capture)", latency.as_secs_f64() * 1e3);
+                summary.unlocks.push(UnlockRecord {
+                    person: id,
+                    distance,
+                    frame_seq: seq,
+                    latency,
+                });
+            }
+            Err(e) => {
+                log::error!("unlock for {id} failed: {e}");
+                self.audit(Event::LockError, json!({ "error": e.to_string() }));
+            }
+        }
+    }
+
+    /// Logs and audits a denial.
+    fn deny(
+        &mut self,
+        reason: &DenyReason,
+        id: Option<String>,
+        distance: Option<f32>,
+        seq: u64,
+        summary: &mut RunSummary,
+    ) {
+        summary.denials += 1;
+        log::info!(
+            "DENY: {reason} (nearest {}, distance {})",
+            id.as_deref().unwrap_or("-"),
+            distance.map_or("-".into(), |d| format!("{d:.3}"))
+        );
+        self.audit(
+            Event::Decision,
+            json!({"decision": "deny", "reason": reason.to_string(), "reason_code": reason.code(), "nearest": id, "distance": distance, "frame": seq, "liveness": self.liveness.name()}),
+        );
+    }
+}
+
+/// The systemd watchdog, petted only while frames flow: a stuck camera gets the daemon
+/// restarted.
+struct Watchdog {
+    enabled: bool,
+    /// No frame for this long: stop petting.
+    stall: Duration,
+    last_frame: Option<Instant>,
+    last_pet: Instant,
+}
+
+impl Watchdog {
+    fn new(enabled: bool, stall: Duration) -> Self {
+        Watchdog {
+            enabled,
+            stall,
+            last_frame: None,
+            last_pet: Instant::now() - Duration::from_secs(60),
+        }
+    }
+
+    fn frame_seen(&mut self) {
+        self.last_frame = Some(Instant::now());
+    }
+
+    /// Pets the watchdog (at most once a second) if a frame came within the stall time.
+    fn pet(&mut self) {
+        if self.enabled
+            && self.last_frame.is_some_and(|t| t.elapsed() < self.stall)
+            && self.last_pet.elapsed() >= Duration::from_secs(1)
+        {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            self.last_pet = Instant::now();
+        }
     }
 }

@@ -1,14 +1,8 @@
 //! The crate's error type. Every variant names the thing that went wrong and, where there is
 //! one, the fix, because the people reading these messages are installers standing at a door.
-//! The process exit codes live here too, so that every command (in [`crate::cli`] or beside
-//! its subsystem) answers with the same codes without importing the command line.
+//! (The process exit codes belong to the command line, beside `main`.)
 
 use std::path::PathBuf;
-
-/// Exit code for "no" answers (different people, no match, a rejected bundle).
-pub const EXIT_NO: u8 = 1;
-/// Exit code for errors (unreadable file, no face, bad arguments).
-pub const EXIT_ERROR: u8 = 2;
 
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -10,13 +10,13 @@
 //! they only decide whether the face is worth encoding. The policy classifies the resulting
 //! [`Evidence`].
 
-use crate::door::policy::{Evidence, Liveness, PolicySettings};
 use crate::error::Result;
 use crate::face::detect::Detection;
 use crate::face::pick::FacePick;
 use crate::face::quality::Quality;
 use crate::face::FaceEngine;
 use crate::gallery::Gallery;
+use crate::policy::{Evidence, Liveness, PolicySettings};
 use image::RgbImage;
 use std::time::{Duration, Instant};
 

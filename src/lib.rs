@@ -3,7 +3,8 @@
 //! A frame reads from camera to lock through modules named for their job: [`face`] finds,
 //! aligns and embeds faces; [`gallery`] holds enrolled embeddings and matches against them;
 //! [`eval`] measures verification accuracy; [`bench`] measures speed; [`assemble`] builds the
-//! lock, camera, gallery and import policy from a configuration; [`cli`] is the command line.
+//! lock, camera, gallery and import policy from a configuration; [`cli`] is the command line
+//! (only `main.rs` calls it).
 //! See README.md for the whole picture.
 
 pub mod assemble;
@@ -24,7 +25,10 @@ pub mod gallery;
 pub mod imageio;
 pub mod metrics;
 pub mod models;
+pub mod pad;
+pub mod panics;
 pub mod plot;
+pub mod policy;
 pub mod seal;
 pub mod statelock;
 

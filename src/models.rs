@@ -19,6 +19,9 @@ pub struct Manifest {
     pub encoder: BTreeMap<String, EncoderSpec>,
     pub detector: BTreeMap<String, DetectorSpec>,
     pub landmarks: LandmarkSpec,
+    /// Presentation-attack detection models (absent in manifests older than issue 12).
+    #[serde(default)]
+    pub liveness: Option<LivenessManifest>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +70,37 @@ pub struct LandmarkSpec {
     #[serde(default)]
     pub box_offset_y: f64,
 }
+
+/// The `[liveness]` section: the default threshold on the live score and the named models
+/// (`[liveness.v2]`, `[liveness.v1se]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LivenessManifest {
+    /// Default threshold on the live score (mean live-class probability of the models used).
+    pub threshold: f32,
+    #[serde(flatten)]
+    pub models: BTreeMap<String, LivenessSpec>,
+}
+
+/// One liveness model (MiniFASNet): a crop `crop_scale` times the detector box, resized to the
+/// input, in `channel_order`, `(x - mean) / std` on 0..255, softmax over the logits.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LivenessSpec {
+    pub file: String,
+    pub sha256: String,
+    pub input_name: String,
+    pub input_shape: Vec<usize>,
+    pub channel_order: String,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub output_name: String,
+    pub live_class: usize,
+    pub crop_scale: f64,
+}
+
+/// The liveness models' input shape this build feeds (NCHW).
+pub const LIVENESS_INPUT_SHAPE: [usize; 4] = [1, 3, 80, 80];
+/// The liveness models' output shape this build reads: logits of 3 classes.
+pub const LIVENESS_OUTPUT_SHAPE: [usize; 2] = [1, 3];
 
 fn one() -> f64 {
     1.0
@@ -161,6 +195,61 @@ impl ModelDir {
                         .join(", ")
                 ),
             })
+    }
+
+    /// The `[liveness]` section, or an error saying the models directory predates liveness.
+    pub fn liveness_manifest(&self) -> Result<&LivenessManifest> {
+        self.manifest
+            .liveness
+            .as_ref()
+            .ok_or_else(|| Error::Manifest {
+                path: self.root.join("models.toml"),
+                reason: "no [liveness] section: these models predate presentation-attack \
+                         detection; install the models directory of this release"
+                    .into(),
+            })
+    }
+
+    /// The liveness model `name` (`v2`, `v1se`), its declared interface checked against what
+    /// this build feeds and reads ([`LIVENESS_INPUT_SHAPE`], BGR or RGB, a live class among 3).
+    pub fn liveness(&self, name: &str) -> Result<&LivenessSpec> {
+        let section = self.liveness_manifest()?;
+        let spec = section.models.get(name).ok_or_else(|| Error::Manifest {
+            path: self.root.join("models.toml"),
+            reason: format!(
+                "no liveness model named {name:?}; available: {}",
+                section
+                    .models
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+        let bad = |what: String| Error::Model {
+            path: self.root.join(&spec.file),
+            reason: format!(
+                "{what} in [liveness.{name}] of models.toml; this build expects input \
+                 {LIVENESS_INPUT_SHAPE:?}, channel_order \"bgr\" or \"rgb\", live_class 0..3 and \
+                 crop_scale >= 1: restore the release's models directory"
+            ),
+        };
+        if spec.input_shape != LIVENESS_INPUT_SHAPE {
+            return Err(bad(format!("input_shape {:?}", spec.input_shape)));
+        }
+        if !matches!(spec.channel_order.as_str(), "bgr" | "rgb") {
+            return Err(bad(format!("channel_order {:?}", spec.channel_order)));
+        }
+        if spec.live_class >= LIVENESS_OUTPUT_SHAPE[1] {
+            return Err(bad(format!("live_class {}", spec.live_class)));
+        }
+        if !(spec.crop_scale >= 1.0 && spec.crop_scale.is_finite()) {
+            return Err(bad(format!("crop_scale {}", spec.crop_scale)));
+        }
+        if spec.std.iter().any(|s| !s.is_normal()) {
+            return Err(bad(format!("std {:?}", spec.std)));
+        }
+        Ok(spec)
     }
 
     /// Reads a model file and checks its sha256 against the manifest.

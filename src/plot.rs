@@ -11,7 +11,7 @@ use std::sync::Once;
 static FONT: Once = Once::new();
 
 /// Registers the bundled DejaVu Sans (assets/fonts, Bitstream Vera licence) as "sans-serif".
-fn ensure_font() {
+pub(crate) fn ensure_font() {
     FONT.call_once(|| {
         let _ = plotters::style::register_font(
             "sans-serif",

@@ -535,3 +535,36 @@ fn yuyv_frames_of_the_wrong_length_are_refused() {
         assert!(largest < 4096, "{w}x{h}: allocated {largest}");
     }
 }
+
+/// Issue 11 item 7: `[camera] format` is "auto" or one camera pixel format (one type,
+/// `camera::decode::PixelFormat`); anything else is refused with the choices.
+#[test]
+fn camera_format_is_auto_or_one_pixel_format() {
+    use facegate::camera::decode::PixelFormat;
+    use facegate::config::Config;
+    let parse = |format: Option<&str>| {
+        let format = format.map_or(String::new(), |f| format!("format = \"{f}\"\n"));
+        let text = format!(
+            "[camera]\nsource = \"v4l2\"\n{format}[gallery]\nphotos_dir = \"staff\"\n\
+             [lock]\nbackend = \"simulated\"\nsafe_state = \"locked\"\n\
+             [audit]\npath = \"audit.jsonl\"\n"
+        );
+        Config::parse(&text, std::path::Path::new("facegate.toml")).map(|c| c.camera)
+    };
+    assert_eq!(parse(Some("auto")).unwrap().format.requested(), None);
+    assert_eq!(
+        parse(Some("yuyv")).unwrap().format.requested(),
+        Some(PixelFormat::Yuyv)
+    );
+    assert_eq!(
+        parse(Some("mjpeg")).unwrap().format.requested(),
+        Some(PixelFormat::Mjpeg)
+    );
+    let default = parse(None).unwrap();
+    assert_eq!(default.format.requested(), None, "the default is auto");
+    let e = parse(Some("h264")).unwrap_err().to_string();
+    assert!(
+        e.contains("h264") && e.contains("\"auto\", \"mjpeg\" or \"yuyv\""),
+        "{e}"
+    );
+}

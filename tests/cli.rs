@@ -202,7 +202,7 @@ fn lock_safe_releases_the_relay_without_models_even_when_the_audit_log_is_damage
     assert!(out.contains("de-energised"), "{out}");
     assert!(err.contains("not audited"), "{err}");
     assert_eq!(
-        facegate::door::sim::read_state_file(&state),
+        facegate::door::output::sim::read_state_file(&state),
         Some(false),
         "{out}{err}"
     );
@@ -216,4 +216,76 @@ fn lock_safe_releases_the_relay_without_models_even_when_the_audit_log_is_damage
     assert_eq!(code, 0, "{out}{err}");
     let log = std::fs::read_to_string(&audit).unwrap();
     assert!(log.contains("\"lock_safe\""), "{log}");
+}
+
+/// Issue 11 item 4: `--detector` and `[models] detector` have one default, the door's
+/// (short_range), and the flag refuses an unknown detector naming the choices.
+#[test]
+fn detector_default_is_the_same_for_the_command_line_and_the_config() {
+    use clap::Parser;
+    use facegate::face::DetectorChoice;
+    let cli = facegate::cli::Cli::parse_from(["facegate", "verify", "a.jpg", "b.jpg"]);
+    let from_cli = cli.models.options().detector;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("door.toml");
+    std::fs::write(
+        &cfg,
+        "[camera]\nsource = \"v4l2\"\n[gallery]\nphotos_dir = \"staff\"\n[lock]\n\
+         backend = \"simulated\"\nsafe_state = \"locked\"\n[audit]\npath = \"audit.jsonl\"\n",
+    )
+    .unwrap();
+    let from_config = facegate::config::Config::load(&cfg)
+        .unwrap()
+        .models
+        .detector;
+    assert_eq!(from_cli, from_config);
+    assert_eq!(from_cli, DetectorChoice::ShortRange);
+    let (code, out, _) = facegate(&["verify", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("[default: short_range]"), "{out}");
+    let cli = facegate::cli::Cli::parse_from(["facegate", "--detector", "auto", "embed", "x.jpg"]);
+    assert_eq!(cli.models.options().detector, DetectorChoice::Auto);
+    let e = facegate::cli::Cli::try_parse_from(["facegate", "--detector", "far", "embed", "x"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("far") && e.contains("full_range"), "{e}");
+}
+
+/// Issue 11 item 6: one GPIO line format for the lock and the inputs; `chip` beside a named
+/// line is honoured (old code: dropped, and the name was searched on every chip), and a bad
+/// line is refused at load naming the fix.
+#[test]
+fn lock_test_honours_the_chip_of_a_named_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("door.toml");
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let run = |lock: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[camera]\nsource = \"v4l2\"\n[gallery]\nphotos_dir = \"staff\"\n[lock]\n\
+                 safe_state = \"locked\"\n{lock}\n[audit]\npath = \"audit.jsonl\"\n"
+            ),
+        )
+        .unwrap();
+        facegate(&["lock", "test", "--config", &cfg_s])
+    };
+    for lock in [
+        "backend = \"gpiocdev\"\nline = \"GPIO17\"\nchip = \"/dev/gpiochip99\"",
+        "backend = \"gpiocdev\"\nline = \"/dev/gpiochip99:GPIO17\"",
+    ] {
+        let (code, out, err) = run(lock);
+        assert_eq!(code, 2, "{lock}: {out}{err}");
+        assert!(
+            err.contains("/dev/gpiochip99 does not exist"),
+            "{lock}: {err}"
+        );
+    }
+    let (code, _, err) = run("backend = \"gpiocdev\"\nline = \"17\"");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("[lock] line = \"17\"") && err.contains("\"/dev/gpiochip0:17\""),
+        "{err}"
+    );
+    assert!(!dir.path().join("audit.jsonl").exists());
 }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use facegate::face::{FaceModels, ModelOptions};
+use facegate::face::{DetectorChoice, FaceModels, ModelOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -17,14 +17,17 @@ pub fn face(name: &str) -> PathBuf {
     fixture("faces").join(name)
 }
 
+/// The models the fixtures' recorded results were made with: `encoder`, and the `auto`
+/// detector (short-range, then full-range for the photos with small faces).
 pub fn options(encoder: &str) -> ModelOptions {
     ModelOptions {
         encoder: encoder.into(),
+        detector: DetectorChoice::Auto,
         ..ModelOptions::default()
     }
 }
 
-/// The default (quantized encoder, short-range detector) models.
+/// The quantized encoder with the `auto` detector ([`options`]).
 pub fn models() -> Arc<FaceModels> {
     static M: OnceLock<Arc<FaceModels>> = OnceLock::new();
     M.get_or_init(|| FaceModels::load(&options("quantized")).expect("models load"))

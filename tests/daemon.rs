@@ -8,7 +8,7 @@ use facegate::camera::replay::{FailingSource, Pacing, ReplaySource};
 use facegate::camera::{CameraError, Frame, FrameSource};
 use facegate::config::Config;
 use facegate::daemon::Daemon;
-use facegate::door::sim::{SimulatedOutput, TransitionLog};
+use facegate::door::output::sim::{SimulatedOutput, TransitionLog};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -195,7 +195,7 @@ fn a_blocked_stranger_stays_blocked_after_a_restart() {
     // two strangers in the recording: each denied once, then held
     assert_eq!(first.denials, 2, "{first:?}");
     let state = std::fs::read_to_string(dir.path().join("ratelimit.json")).unwrap();
-    let state: facegate::door::policy::LimiterState = serde_json::from_str(&state).unwrap();
+    let state: facegate::policy::LimiterState = serde_json::from_str(&state).unwrap();
     assert_eq!(state.visitors.len(), 2);
     assert!(state.visitors.iter().all(|v| v.blocked_ms > 250_000));
     let second = run();
@@ -385,7 +385,7 @@ fn bad_config_values_give_errors_that_name_the_key_and_the_fix() {
 #[test]
 fn the_exit_button_opens_the_door_and_is_audited() {
     use facegate::door::controller::DoorInputs;
-    use facegate::door::sim::SimulatedInput;
+    use facegate::door::input::SimulatedInput;
     let dir = tempfile::tempdir().unwrap();
     // nobody in the recording is enrolled: only the button can open the door
     let cfg = config(dir.path(), &[("lacamoire", "alex-lacamoire.png")], "");
@@ -502,7 +502,7 @@ fn a_sigkill_during_a_pulse_is_made_safe_by_the_units_exec_stop_post() {
         "unlock_ms = 20000\nmax_unlock_ms = 30000",
     );
     let state = dir.path().join("relay.state");
-    let read = facegate::door::sim::read_state_file;
+    let read = facegate::door::output::sim::read_state_file;
     let mut child = common::facegate_command()
         .args(["run", "--config"])
         .arg(&path)
@@ -571,7 +571,7 @@ fn a_start_that_fails_on_a_broken_store_leaves_the_relay_at_the_safe_level() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("gallery.store"), "fails on the store: {err}");
     assert_eq!(
-        facegate::door::sim::read_state_file(&state),
+        facegate::door::output::sim::read_state_file(&state),
         Some(false),
         "{err}"
     );
@@ -604,7 +604,7 @@ fn a_panic_in_another_thread_releases_the_relay_and_the_daemon_exits_non_zero() 
             .name("worker-under-test".into())
             .spawn(move || {
                 if wait_until(Duration::from_secs(90), || {
-                    facegate::door::sim::read_state_file(&state) == Some(true)
+                    facegate::door::output::sim::read_state_file(&state) == Some(true)
                 }) {
                     panic!("simulated bug in a worker thread");
                 }
@@ -631,7 +631,7 @@ fn a_panic_in_another_thread_releases_the_relay_and_the_daemon_exits_non_zero() 
     assert_eq!(code, 2, "non-zero exit after the panic\n{out}");
     assert!(out.contains("emergency release"), "{out}");
     assert_eq!(
-        facegate::door::sim::read_state_file(&dir.path().join("relay.state")),
+        facegate::door::output::sim::read_state_file(&dir.path().join("relay.state")),
         Some(false),
         "relay released\n{out}"
     );
@@ -697,7 +697,7 @@ fn a_full_disk_refuses_face_unlocks_keeps_the_exit_button_and_recovers() {
     // The child: everything below runs in a process of its own.
     let _ = env_logger::builder().is_test(true).try_init();
     use facegate::door::controller::DoorInputs;
-    use facegate::door::sim::SimulatedInput;
+    use facegate::door::input::SimulatedInput;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &[("lmm", "lin-manuel-miranda.png")], "");
     let audit = dir.path().join("audit.jsonl");
@@ -861,7 +861,7 @@ fn the_cli_writers_refuse_while_the_daemon_runs() {
 #[test]
 fn the_door_contact_state_at_start_is_audited() {
     use facegate::door::controller::DoorInputs;
-    use facegate::door::sim::SimulatedInput;
+    use facegate::door::input::SimulatedInput;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &[("lacamoire", "alex-lacamoire.png")], "");
     let (contact, door) = SimulatedInput::new("door contact");
@@ -918,7 +918,7 @@ fn the_shipped_site_is_not_shared_by_every_door() {
 /// bench took the first detection and encoded faces that fail the quality gates.
 #[test]
 fn bench_per_frame_result_equals_the_daemons_decision_input() {
-    use facegate::door::policy::Evidence;
+    use facegate::policy::Evidence;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &[("lmm", "lin-manuel-miranda.png")], "");
     let (settings, model_opts) = (cfg.policy_settings(), cfg.model_options());

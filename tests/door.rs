@@ -5,10 +5,12 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use facegate::door::controller::{
-    install_panic_guard, ControllerError, DoorConfig, DoorController, DoorEventKind, DoorInputs,
-    SafeState, HARD_MAX_PULSE,
+    ControllerError, DoorConfig, DoorController, DoorEventKind, DoorInputs, SafeState,
+    HARD_MAX_PULSE,
 };
-use facegate::door::sim::{SimulatedInput, SimulatedOutput, TransitionLog};
+use facegate::door::input::SimulatedInput;
+use facegate::door::output::sim::{SimulatedOutput, TransitionLog};
+use facegate::door::panic_guard::install_panic_guard;
 
 const MS: Duration = Duration::from_millis(1);
 /// Scheduling slack allowed on this shared 2-core machine.
@@ -357,7 +359,7 @@ fn door_contact_reports_open_and_forced_open() {
 
 #[test]
 fn a_contained_panic_does_not_trip_the_panic_guard() {
-    use facegate::door::controller::{contain_panic, install_panic_guard};
+    use facegate::panics::contain_panic;
     let log = TransitionLog::new();
     let out = SimulatedOutput::with_log("contained", log.clone());
     let door = DoorController::start(

@@ -791,7 +791,7 @@ fn daemon_loads_the_store_imports_from_the_stick_and_swaps_the_gallery() {
         Box::new(|| Ok(Box::new(Idle) as Box<dyn facegate::camera::FrameSource>));
     let mut daemon = facegate::daemon::Daemon::new(
         cfg,
-        Box::new(facegate::door::sim::SimulatedOutput::new("relay")),
+        Box::new(facegate::door::output::sim::SimulatedOutput::new("relay")),
         opener,
     )
     .expect("daemon starts");
@@ -833,10 +833,10 @@ fn staff_remove_command_rewrites_the_store_and_audits() {
     )
     .expect("config");
     let before = env.store_bytes();
-    assert!(facegate::enroll::commands::staff_remove(&cfg_path, "nobody").is_err());
+    assert!(facegate::cli::staff_remove(&cfg_path, "nobody").is_err());
     assert_eq!(env.store_bytes(), before);
     assert_eq!(
-        facegate::enroll::commands::staff_remove(&cfg_path, "old").expect("remove"),
+        facegate::cli::staff_remove(&cfg_path, "old").expect("remove"),
         0
     );
     assert_ne!(env.store_bytes(), before, "the old ciphertext is replaced");
@@ -982,7 +982,7 @@ fn daemon_refuses_to_start_on_an_old_store_copy() {
         Box::new(|| Ok(Box::new(Idle) as Box<dyn facegate::camera::FrameSource>));
     let err = facegate::daemon::Daemon::new(
         cfg,
-        Box::new(facegate::door::sim::SimulatedOutput::new("relay")),
+        Box::new(facegate::door::output::sim::SimulatedOutput::new("relay")),
         opener,
     )
     .err()
@@ -1135,7 +1135,7 @@ fn daemon_start_records_a_truncated_audit_log_and_runs() {
             Box::new(|| Ok(Box::new(Idle) as Box<dyn facegate::camera::FrameSource>));
         facegate::daemon::Daemon::new(
             cfg.clone(),
-            Box::new(facegate::door::sim::SimulatedOutput::new("relay")),
+            Box::new(facegate::door::output::sim::SimulatedOutput::new("relay")),
             opener,
         )
         .expect("daemon starts")

@@ -31,14 +31,14 @@ use crate::{common, heap};
 
 use facegate::audit::{self, AuditError, AuditLog, Event, Problem};
 use facegate::camera::decode::{
-    decode_mjpeg, default_dht_segment, insert_default_dht, jpeg_dimensions, yuyv_to_rgb,
-    FrameError, MAX_FRAME_SIDE,
+    decode_mjpeg, jpeg_dimensions, yuyv_to_rgb, FrameError, MAX_FRAME_SIDE,
 };
 use facegate::config::Config;
 use facegate::enroll::bundle::{BundleManifest, PersonEntry, PhotoEntry};
 use facegate::enroll::{sign, AdminKey, EnrollError, SecretKey};
 use facegate::gallery::{Day, Window};
 use facegate::imageio::{self, MAX_PIXELS, MAX_SIDE};
+use facegate::imageio::{default_dht_segment, insert_default_dht};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{

@@ -20,6 +20,8 @@ mod daemon;
 mod door;
 mod enroll;
 mod fuzz;
+mod liveness;
 mod models_check;
+mod motion;
 mod pipeline;
 mod reference;

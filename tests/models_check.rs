@@ -6,7 +6,7 @@ use facegate::Error;
 use std::path::Path;
 
 /// A copy of the models directory (files linked, manifest copied) that a test may edit.
-fn scratch_models() -> tempfile::TempDir {
+pub fn scratch_models() -> tempfile::TempDir {
     let src = ModelDir::default_path();
     let dir = tempfile::tempdir().unwrap();
     for e in std::fs::read_dir(&src).unwrap() {
@@ -24,7 +24,7 @@ fn scratch_models() -> tempfile::TempDir {
 }
 
 /// Edits one value of the manifest (parsed as TOML, so the file's layout does not matter).
-fn edit_manifest(dir: &Path, section: &str, name: &str, key: &str, value: toml::Value) {
+pub fn edit_manifest(dir: &Path, section: &str, name: &str, key: &str, value: toml::Value) {
     let p = dir.join("models.toml");
     let mut doc: toml::Table = std::fs::read_to_string(&p).unwrap().parse().unwrap();
     let entry = doc[section].as_table_mut().unwrap()[name]

@@ -1,6 +1,6 @@
-//! Pure frame decoding for cameras: MJPEG (with the standard Huffman tables inserted when a UVC
-//! camera omits them) and packed YUYV 4:2:2, with no device needed (tests and fuzzing call these
-//! directly).
+//! Pure frame decoding for cameras, one function per [`PixelFormat`]: MJPEG (with the standard
+//! Huffman tables inserted when a UVC camera omits them, [`crate::imageio::insert_default_dht`])
+//! and packed YUYV 4:2:2, with no device needed (tests and fuzzing call these directly).
 //!
 //! A camera is untrusted input (a hostile USB device chooses every byte it sends), so the frame
 //! size is the one negotiated with the driver, never the one a frame claims: a JPEG's frame
@@ -11,8 +11,9 @@
 //! finding 10).
 
 use image::RgbImage;
-use std::borrow::Cow;
 use std::io;
+
+use crate::imageio::insert_default_dht;
 
 /// Largest frame side accepted from a camera (as `[camera]` width / height allow).
 pub const MAX_FRAME_SIDE: u32 = 4096;
@@ -55,6 +56,58 @@ pub enum FrameError {
     /// Not a JPEG, no usable frame header, or corrupt data.
     #[error("MJPEG: {0}")]
     Corrupt(String),
+}
+
+/// A pixel format a camera sends and facegate decodes. `[camera] format` names one, or "auto"
+/// ([`crate::config::FormatChoice`]); the V4L2 source negotiates it
+/// ([`choose_format`](super::v4l2::choose_format)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// Motion JPEG: one JPEG per frame (small USB frames), decoded by [`decode_mjpeg`].
+    Mjpeg,
+    /// Packed YUYV 4:2:2, converted by [`yuyv_to_rgb`].
+    Yuyv,
+}
+
+impl PixelFormat {
+    /// Every format, in the order "auto" prefers them.
+    pub const ALL: [PixelFormat; 2] = [PixelFormat::Mjpeg, PixelFormat::Yuyv];
+
+    /// The V4L2 four-character code of this format.
+    pub fn fourcc(self) -> &'static [u8; 4] {
+        match self {
+            PixelFormat::Mjpeg => b"MJPG",
+            PixelFormat::Yuyv => b"YUYV",
+        }
+    }
+
+    /// The name `[camera] format` uses for it.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            PixelFormat::Mjpeg => "mjpeg",
+            PixelFormat::Yuyv => "yuyv",
+        }
+    }
+
+    /// The format `[camera] format` names (`None`: not a format name).
+    pub fn from_config_name(name: &str) -> Option<PixelFormat> {
+        Self::ALL.into_iter().find(|f| f.config_name() == name)
+    }
+
+    /// Decodes one frame of the negotiated `width` x `height`; `stride` (bytes per line) is
+    /// used by YUYV only.
+    pub fn decode(
+        self,
+        data: &[u8],
+        width: u32,
+        height: u32,
+        stride: u32,
+    ) -> Result<RgbImage, FrameError> {
+        match self {
+            PixelFormat::Mjpeg => decode_mjpeg(data, width, height),
+            PixelFormat::Yuyv => yuyv_to_rgb(data, width, height, stride),
+        }
+    }
 }
 
 /// The `(width, height)` of a JPEG's frame header (SOF), found by scanning the marker segments
@@ -244,95 +297,10 @@ pub fn yuyv_to_rgb(
     RgbImage::from_raw(width, height, out).ok_or_else(overflow)
 }
 
-/// The standard Huffman tables of JPEG Annex K (K.3-K.6) as one DHT segment: what UVC MJPEG
-/// frames without a DHT are encoded with (OpenDML AVI MJPEG convention).
-pub fn default_dht_segment() -> Vec<u8> {
-    const LUMA_DC_BITS: [u8; 16] = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
-    const CHROMA_DC_BITS: [u8; 16] = [0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
-    const DC_VALS: [u8; 12] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
-    const LUMA_AC_BITS: [u8; 16] = [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7d];
-    const LUMA_AC_VALS: [u8; 162] = [
-        0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51, 0x61,
-        0x07, 0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xA1, 0x08, 0x23, 0x42, 0xB1, 0xC1, 0x15, 0x52,
-        0xD1, 0xF0, 0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0A, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x25,
-        0x26, 0x27, 0x28, 0x29, 0x2A, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44, 0x45,
-        0x46, 0x47, 0x48, 0x49, 0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63, 0x64,
-        0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x83,
-        0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99,
-        0x9A, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6,
-        0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xCA, 0xD2, 0xD3,
-        0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA, 0xE1, 0xE2, 0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8,
-        0xE9, 0xEA, 0xF1, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA,
-    ];
-    const CHROMA_AC_BITS: [u8; 16] = [0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77];
-    const CHROMA_AC_VALS: [u8; 162] = [
-        0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07, 0x61,
-        0x71, 0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xA1, 0xB1, 0xC1, 0x09, 0x23, 0x33,
-        0x52, 0xF0, 0x15, 0x62, 0x72, 0xD1, 0x0A, 0x16, 0x24, 0x34, 0xE1, 0x25, 0xF1, 0x17, 0x18,
-        0x19, 0x1A, 0x26, 0x27, 0x28, 0x29, 0x2A, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44,
-        0x45, 0x46, 0x47, 0x48, 0x49, 0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63,
-        0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A,
-        0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97,
-        0x98, 0x99, 0x9A, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4,
-        0xB5, 0xB6, 0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xCA,
-        0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA, 0xE2, 0xE3, 0xE4, 0xE5, 0xE6, 0xE7,
-        0xE8, 0xE9, 0xEA, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA,
-    ];
-    let tables: [(u8, &[u8; 16], &[u8]); 4] = [
-        (0x00, &LUMA_DC_BITS, &DC_VALS),
-        (0x10, &LUMA_AC_BITS, &LUMA_AC_VALS),
-        (0x01, &CHROMA_DC_BITS, &DC_VALS),
-        (0x11, &CHROMA_AC_BITS, &CHROMA_AC_VALS),
-    ];
-    let body: usize = tables.iter().map(|(_, b, v)| 1 + b.len() + v.len()).sum();
-    let len = (body + 2) as u16;
-    let mut seg = vec![0xff, 0xc4, (len >> 8) as u8, len as u8];
-    for (class_id, bits, vals) in tables {
-        seg.push(class_id);
-        seg.extend_from_slice(bits);
-        seg.extend_from_slice(vals);
-    }
-    seg
-}
-
-/// Returns `jpeg` with the standard DHT segment inserted before the start of scan when the
-/// headers carry no Huffman table; unchanged (borrowed) otherwise, or if it is not a JPEG.
-pub fn insert_default_dht(jpeg: &[u8]) -> Cow<'_, [u8]> {
-    if jpeg.len() < 4 || jpeg[0] != 0xff || jpeg[1] != 0xd8 {
-        return Cow::Borrowed(jpeg);
-    }
-    let mut i = 2;
-    while i + 4 <= jpeg.len() {
-        if jpeg[i] != 0xff {
-            return Cow::Borrowed(jpeg); // not a marker: malformed, let the decoder report it
-        }
-        let marker = jpeg[i + 1];
-        if marker == 0xff {
-            i += 1; // fill byte
-            continue;
-        }
-        match marker {
-            0xc4 => return Cow::Borrowed(jpeg), // has a DHT
-            0xda => {
-                let mut out = Vec::with_capacity(jpeg.len() + 420);
-                out.extend_from_slice(&jpeg[..i]);
-                out.extend_from_slice(&default_dht_segment());
-                out.extend_from_slice(&jpeg[i..]);
-                return Cow::Owned(out);
-            }
-            0x01 | 0xd0..=0xd7 => i += 2, // standalone markers
-            _ => {
-                let len = usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
-                i += 2 + len;
-            }
-        }
-    }
-    Cow::Borrowed(jpeg)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
     use std::path::Path;
 
     fn fixture(name: &str) -> RgbImage {
@@ -362,6 +330,27 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Issue 11 item 7: one pixel-format type; `[camera] format` names map to it and back.
+    #[test]
+    fn pixel_format_names_and_fourccs() {
+        for f in PixelFormat::ALL {
+            assert_eq!(PixelFormat::from_config_name(f.config_name()), Some(f));
+        }
+        assert_eq!(PixelFormat::from_config_name("auto"), None);
+        assert_eq!(
+            PixelFormat::from_config_name("MJPEG"),
+            None,
+            "names are lowercase"
+        );
+        assert_eq!(PixelFormat::Mjpeg.fourcc(), b"MJPG");
+        assert_eq!(PixelFormat::Yuyv.fourcc(), b"YUYV");
+        assert_eq!(
+            PixelFormat::ALL[0],
+            PixelFormat::Mjpeg,
+            "auto prefers MJPEG"
+        );
     }
 
     #[test]

@@ -162,81 +162,94 @@ impl Supervisor {
             return CameraEvent::Finished;
         }
         let deadline = Instant::now() + timeout;
-        loop {
-            let now = Instant::now();
-            if self.source.is_none() {
-                if let Some(at) = self.next_attempt {
-                    if at > now {
-                        if at > deadline {
-                            std::thread::sleep(deadline.saturating_duration_since(now));
-                            return CameraEvent::Idle;
-                        }
-                        std::thread::sleep(at - now);
-                    }
-                }
-                self.attempts += 1;
-                match (self.open)() {
-                    Ok(src) => {
-                        self.next_attempt = None;
-                        self.last_progress = Instant::now();
-                        self.last_name = src.describe();
-                        self.source = Some(src);
-                        if let Some(since) = self.down_since.take() {
-                            log::info!(
-                                "camera_restored source=\"{}\" down_ms={} attempts={}",
-                                self.last_name,
-                                since.elapsed().as_millis(),
-                                self.attempts
-                            );
-                            self.attempts = 0;
-                            return CameraEvent::Restored;
-                        }
-                        self.attempts = 0;
-                        log::info!("camera open: {}", self.last_name);
-                    }
-                    Err(CameraError::Finished) => {
-                        self.finished = true;
-                        return CameraEvent::Finished;
-                    }
-                    Err(e) => {
-                        let event = self.lose(e.to_string());
-                        if matches!(event, CameraEvent::Lost(_)) {
-                            return event;
-                        }
-                        if Instant::now() >= deadline {
-                            return CameraEvent::Idle;
-                        }
-                        continue;
-                    }
-                }
+        while self.source.is_none() {
+            if let Some(event) = self.try_open(deadline) {
+                return event;
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let Some(src) = self.source.as_mut() else {
-                continue;
-            };
-            match src.next_frame(remaining) {
-                Ok(Some(frame)) => {
-                    self.last_progress = Instant::now();
-                    self.backoff = self.config.initial_backoff;
-                    return CameraEvent::Frame(frame);
+        }
+        self.read_frame(deadline)
+    }
+
+    /// One (re)open attempt, once its backoff has passed (never waiting past `deadline`).
+    /// `Some(event)` to report; `None` when the source is open (read it) or when the attempt
+    /// failed quietly with time left (try again).
+    fn try_open(&mut self, deadline: Instant) -> Option<CameraEvent> {
+        let now = Instant::now();
+        if let Some(at) = self.next_attempt {
+            if at > now {
+                if at > deadline {
+                    std::thread::sleep(deadline.saturating_duration_since(now));
+                    return Some(CameraEvent::Idle);
                 }
-                Ok(None) => {
-                    let quiet = self.last_progress.elapsed();
-                    if quiet >= self.config.stall_timeout {
-                        return self.lose(format!(
-                            "no frame for {:.1} s (stalled); check the cable and `dmesg`",
-                            quiet.as_secs_f64()
-                        ));
-                    }
-                    return CameraEvent::Idle;
-                }
-                Err(CameraError::Finished) => {
-                    self.finished = true;
-                    self.source = None;
-                    return CameraEvent::Finished;
-                }
-                Err(e) => return self.lose(e.to_string()),
+                std::thread::sleep(at - now);
             }
+        }
+        self.attempts += 1;
+        match (self.open)() {
+            Ok(src) => self.opened(src),
+            Err(CameraError::Finished) => {
+                self.finished = true;
+                Some(CameraEvent::Finished)
+            }
+            Err(e) => {
+                let event = self.lose(e.to_string());
+                let report = matches!(event, CameraEvent::Lost(_)) || Instant::now() >= deadline;
+                report.then_some(event)
+            }
+        }
+    }
+
+    /// Takes a freshly opened source; `Restored` if it ends an outage.
+    fn opened(&mut self, src: Box<dyn FrameSource>) -> Option<CameraEvent> {
+        self.next_attempt = None;
+        self.last_progress = Instant::now();
+        self.last_name = src.describe();
+        self.source = Some(src);
+        let attempts = std::mem::take(&mut self.attempts);
+        match self.down_since.take() {
+            Some(since) => {
+                log::info!(
+                    "camera_restored source=\"{}\" down_ms={} attempts={attempts}",
+                    self.last_name,
+                    since.elapsed().as_millis(),
+                );
+                Some(CameraEvent::Restored)
+            }
+            None => {
+                log::info!("camera open: {}", self.last_name);
+                None
+            }
+        }
+    }
+
+    /// Reads the open source until `deadline`: a frame, nothing (or a stall), or a loss.
+    fn read_frame(&mut self, deadline: Instant) -> CameraEvent {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Some(src) = self.source.as_mut() else {
+            return CameraEvent::Idle;
+        };
+        match src.next_frame(remaining) {
+            Ok(Some(frame)) => {
+                self.last_progress = Instant::now();
+                self.backoff = self.config.initial_backoff;
+                CameraEvent::Frame(frame)
+            }
+            Ok(None) => {
+                let quiet = self.last_progress.elapsed();
+                if quiet >= self.config.stall_timeout {
+                    return self.lose(format!(
+                        "no frame for {:.1} s (stalled); check the cable and `dmesg`",
+                        quiet.as_secs_f64()
+                    ));
+                }
+                CameraEvent::Idle
+            }
+            Err(CameraError::Finished) => {
+                self.finished = true;
+                self.source = None;
+                CameraEvent::Finished
+            }
+            Err(e) => self.lose(e.to_string()),
         }
     }
 }

@@ -6,7 +6,7 @@
 //!   substring match, capture nodes only), checks the node can capture and stream, and negotiates
 //!   the format `[camera] format` asks for ([`V4l2Config::format`], [`choose_format`]); with
 //!   `"auto"`, MJPEG if offered (small USB frames, decoded by `image`'s JPEG decoder), else YUYV
-//!   (converted by [`yuyv_to_rgb`], an integer BT.601 limited-range loop). The size and frame
+//!   (converted by [`yuyv_to_rgb`](super::decode::yuyv_to_rgb), an integer BT.601 limited-range loop). The size and frame
 //!   rate are requests: the driver may pick the nearest it supports, which is logged and shown by
 //!   [`FrameSource::describe`].
 //! - Capture uses a memory-mapped stream of a few buffers (default 4). [`FrameSource::next_frame`]
@@ -15,7 +15,8 @@
 //!   the driver and only the newest is decoded: frames are dropped, never queued, and the latency
 //!   stays at most one frame.
 //! - Many UVC cameras send MJPEG frames without a Huffman table (DHT), relying on the standard
-//!   tables of JPEG Annex K; [`insert_default_dht`] adds them before decoding when absent.
+//!   tables of JPEG Annex K; [`insert_default_dht`](crate::imageio::insert_default_dht) adds
+//!   them before decoding when absent.
 //! - The first dequeued frame after stream start is discarded (the `v4l` crate's stream needs one
 //!   buffer held by the application; first frames are usually badly exposed anyway).
 //!
@@ -34,9 +35,7 @@
 //! - The `v4l` crate panics in `Drop` if stopping the stream fails with anything but `ENODEV`; the
 //!   source catches that panic when it is dropped (the panic message is still printed once).
 
-pub use super::decode::{
-    decode_mjpeg, default_dht_segment, insert_default_dht, yuyv_to_rgb, FrameError, MAX_FRAME_SIDE,
-};
+use super::decode::{PixelFormat, MAX_FRAME_SIDE};
 use super::{CameraError, Frame, FrameSource};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -82,41 +81,19 @@ impl Default for V4l2Config {
     }
 }
 
-/// Pixel format negotiated with the device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PixelFormat {
-    Mjpeg,
-    Yuyv,
-}
-
-impl PixelFormat {
-    /// The V4L2 four-character code of this format.
-    pub fn fourcc(self) -> FourCC {
-        match self {
-            PixelFormat::Mjpeg => FourCC::new(b"MJPG"),
-            PixelFormat::Yuyv => FourCC::new(b"YUYV"),
-        }
-    }
-
-    /// The name `[camera] format` uses for it.
-    pub fn config_name(self) -> &'static str {
-        match self {
-            PixelFormat::Mjpeg => "mjpeg",
-            PixelFormat::Yuyv => "yuyv",
-        }
-    }
+/// The V4L2 four-character code of a pixel format.
+pub fn fourcc(format: PixelFormat) -> FourCC {
+    FourCC::new(format.fourcc())
 }
 
 /// The format to negotiate from what the device offers: the requested one if offered; with no
 /// request (auto), MJPEG if offered, else YUYV. `None`: nothing usable (or the requested format
 /// is not offered).
 pub fn choose_format(requested: Option<PixelFormat>, offered: &[FourCC]) -> Option<PixelFormat> {
-    let has = |f: PixelFormat| offered.contains(&f.fourcc());
+    let has = |f: PixelFormat| offered.contains(&fourcc(f));
     match requested {
         Some(f) => has(f).then_some(f),
-        None => [PixelFormat::Mjpeg, PixelFormat::Yuyv]
-            .into_iter()
-            .find(|&f| has(f)),
+        None => PixelFormat::ALL.into_iter().find(|&f| has(f)),
     }
 }
 
@@ -236,110 +213,12 @@ impl V4l2Source {
     /// Opens and starts streaming. See the module documentation for what is negotiated.
     pub fn open(config: &V4l2Config) -> Result<Self, CameraError> {
         let path = resolve_device(&config.device)?;
-        let p = path.display().to_string();
         let device = Device::with_path(&path).map_err(|e| open_error(&path, &e))?;
-        let caps = device
-            .query_caps()
-            .map_err(|e| lost(&path, "VIDIOC_QUERYCAP", &e))?;
-        use v4l::capability::Flags;
-        if !caps.capabilities.contains(Flags::VIDEO_CAPTURE) {
-            return Err(CameraError::Config(format!(
-                "{p} (\"{}\") is not a video capture node (a UVC camera's second node carries \
-                 metadata); use the other /dev/video node of this camera",
-                caps.card
-            )));
-        }
-        if !caps.capabilities.contains(Flags::STREAMING) {
-            return Err(CameraError::Config(format!(
-                "{p} (\"{}\", driver {}) does not support streaming I/O",
-                caps.card, caps.driver
-            )));
-        }
-        let offered = device
-            .enum_formats()
-            .map_err(|e| lost(&path, "VIDIOC_ENUM_FMT", &e))?;
-        let offered_fourccs: Vec<FourCC> = offered.iter().map(|f| f.fourcc).collect();
-        let Some(format) = choose_format(config.format, &offered_fourccs) else {
-            let list = offered
-                .iter()
-                .map(|f| format!("{} ({})", fourcc_str(&f.fourcc), f.description))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let need = match config.format {
-                None => "facegate needs MJPG or YUYV: use another camera or node".to_string(),
-                Some(f) => format!(
-                    "[camera] format = \"{}\" is not among them: set format = \"auto\" \
-                     (or the format the camera offers), or use another camera or node",
-                    f.config_name()
-                ),
-            };
-            return Err(CameraError::Config(format!(
-                "{p} (\"{}\") offers {list}; {need}",
-                caps.card
-            )));
-        };
-        let fourcc = format.fourcc();
-        let want = v4l::Format::new(config.width, config.height, fourcc);
-        let got = device
-            .set_format(&want)
-            .map_err(|e| lost(&path, "VIDIOC_S_FMT", &e))?;
-        if got.fourcc != fourcc {
-            return Err(CameraError::Config(format!(
-                "{p}: asked for {} but the driver set {}",
-                fourcc_str(&fourcc),
-                fourcc_str(&got.fourcc)
-            )));
-        }
-        if got.width == 0
-            || got.height == 0
-            || got.width > MAX_FRAME_SIDE
-            || got.height > MAX_FRAME_SIDE
-        {
-            return Err(CameraError::Config(format!(
-                "{p}: the driver chose a {}x{} frame, outside facegate's 1..{MAX_FRAME_SIDE} a \
-                 side; set [camera] width/height to a size the camera offers \
-                 (`v4l2-ctl -d {p} --list-formats-ext`)",
-                got.width, got.height
-            )));
-        }
-        if (got.width, got.height) != (config.width, config.height) {
-            log::info!(
-                "{p}: asked for {}x{}, the driver chose {}x{}",
-                config.width,
-                config.height,
-                got.width,
-                got.height
-            );
-        }
-        let mut fps = f64::from(config.fps);
-        match device.set_params(&v4l::video::capture::Parameters::with_fps(
-            config.fps.max(1),
-        )) {
-            Ok(params) if params.interval.numerator > 0 => {
-                fps = f64::from(params.interval.denominator) / f64::from(params.interval.numerator);
-            }
-            Ok(_) => {}
-            Err(e) => log::info!("{p}: cannot set the frame rate ({e}); using the driver's"),
-        }
-        let buffers = config.buffers.clamp(2, 8);
-        let mut stream = MmapStream::with_buffers(&device, Type::VideoCapture, buffers)
-            .map_err(|e| lost(&path, "VIDIOC_REQBUFS/mmap", &e))?;
-        // `next()` polls internally with this timeout; it is only called when poll already
-        // reported a ready buffer, so zero never waits.
-        stream.set_timeout(Duration::ZERO);
-        // Queue every buffer and start (this is what the crate's `next()` does on first use).
-        for i in 0..buffers as usize {
-            if let Err(e) = CaptureStream::queue(&mut stream, i) {
-                // Fewer buffers may have been granted: stop at the first refusal after one.
-                if i == 0 {
-                    return Err(lost(&path, "VIDIOC_QBUF", &e));
-                }
-                break;
-            }
-        }
-        stream
-            .start()
-            .map_err(|e| lost(&path, "VIDIOC_STREAMON", &e))?;
+        let caps = check_capture_node(&device, &path)?;
+        let format = negotiate_format(&device, &path, &caps.card, config.format)?;
+        let got = set_frame_size(&device, &path, format, config)?;
+        let fps = set_frame_rate(&device, &path, config.fps);
+        let stream = start_stream(&device, &path, config.buffers.clamp(2, 8))?;
         let handle = stream.handle();
         let src = V4l2Source {
             path,
@@ -389,6 +268,156 @@ impl V4l2Source {
     }
 }
 
+/// Checks that the node captures video and streams (a UVC camera's second node carries only
+/// metadata).
+fn check_capture_node(
+    device: &Device,
+    path: &Path,
+) -> Result<v4l::capability::Capabilities, CameraError> {
+    use v4l::capability::Flags;
+    let p = path.display();
+    let caps = device
+        .query_caps()
+        .map_err(|e| lost(path, "VIDIOC_QUERYCAP", &e))?;
+    if !caps.capabilities.contains(Flags::VIDEO_CAPTURE) {
+        return Err(CameraError::Config(format!(
+            "{p} (\"{}\") is not a video capture node (a UVC camera's second node carries \
+             metadata); use the other /dev/video node of this camera",
+            caps.card
+        )));
+    }
+    if !caps.capabilities.contains(Flags::STREAMING) {
+        return Err(CameraError::Config(format!(
+            "{p} (\"{}\", driver {}) does not support streaming I/O",
+            caps.card, caps.driver
+        )));
+    }
+    Ok(caps)
+}
+
+/// The pixel format to use: the requested one, or with none (auto) MJPEG, else YUYV, among
+/// those the device offers ([`choose_format`]).
+fn negotiate_format(
+    device: &Device,
+    path: &Path,
+    card: &str,
+    requested: Option<PixelFormat>,
+) -> Result<PixelFormat, CameraError> {
+    let offered = device
+        .enum_formats()
+        .map_err(|e| lost(path, "VIDIOC_ENUM_FMT", &e))?;
+    let offered_fourccs: Vec<FourCC> = offered.iter().map(|f| f.fourcc).collect();
+    if let Some(format) = choose_format(requested, &offered_fourccs) {
+        return Ok(format);
+    }
+    let list = offered
+        .iter()
+        .map(|f| format!("{} ({})", fourcc_str(&f.fourcc), f.description))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let need = match requested {
+        None => "facegate needs MJPG or YUYV: use another camera or node".to_string(),
+        Some(f) => format!(
+            "[camera] format = \"{}\" is not among them: set format = \"auto\" \
+             (or the format the camera offers), or use another camera or node",
+            f.config_name()
+        ),
+    };
+    Err(CameraError::Config(format!(
+        "{} (\"{card}\") offers {list}; {need}",
+        path.display()
+    )))
+}
+
+/// Sets the format and asks for the configured size; the driver may choose another size,
+/// which is logged, and one outside 1..[`MAX_FRAME_SIDE`] a side is refused.
+fn set_frame_size(
+    device: &Device,
+    path: &Path,
+    format: PixelFormat,
+    config: &V4l2Config,
+) -> Result<v4l::Format, CameraError> {
+    let p = path.display();
+    let code = fourcc(format);
+    let want = v4l::Format::new(config.width, config.height, code);
+    let got = device
+        .set_format(&want)
+        .map_err(|e| lost(path, "VIDIOC_S_FMT", &e))?;
+    if got.fourcc != code {
+        return Err(CameraError::Config(format!(
+            "{p}: asked for {} but the driver set {}",
+            fourcc_str(&code),
+            fourcc_str(&got.fourcc)
+        )));
+    }
+    if got.width == 0
+        || got.height == 0
+        || got.width > MAX_FRAME_SIDE
+        || got.height > MAX_FRAME_SIDE
+    {
+        return Err(CameraError::Config(format!(
+            "{p}: the driver chose a {}x{} frame, outside facegate's 1..{MAX_FRAME_SIDE} a \
+             side; set [camera] width/height to a size the camera offers \
+             (`v4l2-ctl -d {p} --list-formats-ext`)",
+            got.width, got.height
+        )));
+    }
+    if (got.width, got.height) != (config.width, config.height) {
+        log::info!(
+            "{p}: asked for {}x{}, the driver chose {}x{}",
+            config.width,
+            config.height,
+            got.width,
+            got.height
+        );
+    }
+    Ok(got)
+}
+
+/// Asks for `fps`; returns the rate the driver set (the requested one if it does not say).
+fn set_frame_rate(device: &Device, path: &Path, fps: u32) -> f64 {
+    match device.set_params(&v4l::video::capture::Parameters::with_fps(fps.max(1))) {
+        Ok(params) if params.interval.numerator > 0 => {
+            f64::from(params.interval.denominator) / f64::from(params.interval.numerator)
+        }
+        Ok(_) => f64::from(fps),
+        Err(e) => {
+            log::info!(
+                "{}: cannot set the frame rate ({e}); using the driver's",
+                path.display()
+            );
+            f64::from(fps)
+        }
+    }
+}
+
+/// Maps `buffers` driver buffers, queues them all and starts streaming.
+fn start_stream(
+    device: &Device,
+    path: &Path,
+    buffers: u32,
+) -> Result<MmapStream<'static>, CameraError> {
+    let mut stream = MmapStream::with_buffers(device, Type::VideoCapture, buffers)
+        .map_err(|e| lost(path, "VIDIOC_REQBUFS/mmap", &e))?;
+    // `next()` polls internally with this timeout; it is only called when poll already
+    // reported a ready buffer, so zero never waits.
+    stream.set_timeout(Duration::ZERO);
+    // Queue every buffer and start (this is what the crate's `next()` does on first use).
+    for i in 0..buffers as usize {
+        if let Err(e) = CaptureStream::queue(&mut stream, i) {
+            // Fewer buffers may have been granted: stop at the first refusal after one.
+            if i == 0 {
+                return Err(lost(path, "VIDIOC_QBUF", &e));
+            }
+            break;
+        }
+    }
+    stream
+        .start()
+        .map_err(|e| lost(path, "VIDIOC_STREAMON", &e))?;
+    Ok(stream)
+}
+
 impl FrameSource for V4l2Source {
     fn next_frame(&mut self, timeout: Duration) -> Result<Option<Frame>, CameraError> {
         let deadline = Instant::now() + timeout;
@@ -423,12 +452,9 @@ impl FrameSource for V4l2Source {
                 let used = (meta.bytesused as usize).min(data.len());
                 let captured = Instant::now();
                 let seq = u64::from(meta.sequence);
-                let decoded = match self.format {
-                    PixelFormat::Mjpeg => decode_mjpeg(&data[..used], self.width, self.height),
-                    PixelFormat::Yuyv => {
-                        yuyv_to_rgb(&data[..used], self.width, self.height, self.stride)
-                    }
-                };
+                let decoded =
+                    self.format
+                        .decode(&data[..used], self.width, self.height, self.stride);
                 break (decoded, seq, captured);
             };
             self.dropped += skipped;
@@ -467,10 +493,7 @@ impl FrameSource for V4l2Source {
             self.card,
             self.width,
             self.height,
-            match self.format {
-                PixelFormat::Mjpeg => "MJPG",
-                PixelFormat::Yuyv => "YUYV",
-            },
+            String::from_utf8_lossy(self.format.fourcc()),
             self.fps
         )
     }
@@ -483,7 +506,7 @@ impl Drop for V4l2Source {
             // ENODEV (e.g. EIO after a USB reset): never let that take the daemon down.
             let path = self.path.display().to_string();
             // contained: must not trip the door's panic guard (emergency release)
-            if crate::door::controller::contain_panic(move || drop(stream)).is_err() {
+            if crate::panics::contain_panic(move || drop(stream)).is_err() {
                 log::warn!("{path}: closing the stream failed (device already gone)");
             }
         }

@@ -37,28 +37,17 @@
 //!
 //! # The panic path
 //!
-//! [`install_panic_guard`] chains a process-wide panic hook in front of the previous one. The
-//! hook never blocks: it sets an atomic emergency flag (which the door thread checks before
-//! every write and which refuses all later unlocks), wakes the thread, then tries
-//! (`try_lock`, for at most ~50 ms) to take the output and de-energise it directly, from the
-//! panicking thread, before the default hook prints the message. If the output's lock is held
-//! (the door thread is in the middle of a write, or the panic happened *inside* a write), the
-//! door thread de-energises it instead: it re-checks the flag while holding the output, and a
-//! guard on its stack releases the relay when it exits, even by unwinding. The hook holds only a
-//! weak reference, so it does nothing once the controller is gone. With `panic = "abort"` the
-//! hook still runs (it runs before the abort) but the unwinding fallback does not.
-//!
-//! After a panic the controller stays latched in the emergency state ([`Health::emergency`],
-//! [`DoorController::emergency`]), with the panicking thread and message in
-//! [`Health::panic`]: the daemon checks it every turn of its loop, audits it and exits
-//! non-zero, so that systemd restarts it (issue 10 finding 9).
+//! A panic anywhere in the process de-energises the relay before the panic message is printed,
+//! and latches the controller in the emergency state ([`Health::emergency`],
+//! [`DoorController::emergency`]): see [`panic_guard`](super::panic_guard).
 //!
 //! # Ownership
 //!
 //! The controller owns the output (`Box<dyn LockOutput>`); the output is shared only with the
 //! door thread and the panic hook, behind a mutex held for the duration of one write. The door
 //! inputs ([`DoorInputs`]) are moved into the door thread, which polls them every
-//! [`INPUT_POLL`] and debounces them ([`DoorConfig::debounce`]).
+//! [`INPUT_POLL`] and debounces them ([`DoorConfig::debounce`],
+//! [`debounce`](super::debounce)). The door thread itself is in [`worker`](super::worker).
 //!
 //! # Failures
 //!
@@ -72,15 +61,17 @@
 //!   controller), not a longer pulse.
 //! * The door relocks early: a second unlock cannot extend past `max_pulse` after the first.
 //! * `health().in_sync == false`: the output cannot be written; see the backend's
-//!   troubleshooting ([`rppal_out`](super::rppal_out), [`gpiocdev_out`](super::gpiocdev_out)).
+//!   troubleshooting ([`rppal`](super::output::rppal), [`gpiocdev`](super::output::gpiocdev)).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::lock::{DoorInput, LockError, LockOutput};
+use super::input::DoorInput;
+use super::output::{LockError, LockOutput};
+use super::worker::Worker;
 
 /// Compile-time cap on any unlock pulse, whatever the configuration says.
 pub const HARD_MAX_PULSE: Duration = Duration::from_secs(30);
@@ -88,9 +79,6 @@ pub const HARD_MAX_PULSE: Duration = Duration::from_secs(30);
 /// How often the door thread polls the door inputs (when any are configured).
 pub const INPUT_POLL: Duration = Duration::from_millis(10);
 
-const IDLE_WAKE: Duration = Duration::from_millis(200);
-const RETRY_MIN: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_secs(2);
 const EVENT_QUEUE: usize = 256;
 
 /// What the door does when the relay is de-energised (the wiring decides; configure to match).
@@ -325,33 +313,37 @@ impl Health {
     }
 }
 
+/// The unlock schedule the callers post and the door thread follows.
 #[derive(Debug, Default)]
-struct Schedule {
-    opened_at: Option<Instant>,
-    deadline: Option<Instant>,
-    stop: bool,
-    generation: u64,
+pub(super) struct Schedule {
+    pub(super) opened_at: Option<Instant>,
+    pub(super) deadline: Option<Instant>,
+    pub(super) stop: bool,
+    /// Bumped by every request, so the door thread never sleeps through one.
+    pub(super) generation: u64,
 }
 
-struct Shared {
-    output: Mutex<Box<dyn LockOutput>>,
-    schedule: Mutex<Schedule>,
-    wake: Condvar,
-    emergency: AtomicBool,
-    panic: Mutex<Option<String>>,
-    health: Mutex<Health>,
+/// What the controller handle, the door thread ([`worker`](super::worker)) and the panic hook
+/// ([`panic_guard`](super::panic_guard)) share.
+pub(super) struct Shared {
+    pub(super) output: Mutex<Box<dyn LockOutput>>,
+    pub(super) schedule: Mutex<Schedule>,
+    pub(super) wake: Condvar,
+    pub(super) emergency: AtomicBool,
+    pub(super) panic: Mutex<Option<String>>,
+    pub(super) health: Mutex<Health>,
     events: Mutex<VecDeque<DoorEvent>>,
-    config: DoorConfig,
+    pub(super) config: DoorConfig,
 }
 
 // Every mutex here guards plain data that is valid at all times, so a poisoned lock (a panic
 // elsewhere) is recovered rather than propagated: the door must keep working through it.
-fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {
-    fn event(&self, kind: DoorEventKind) {
+    pub(super) fn event(&self, kind: DoorEventKind) {
         let mut q = relock(&self.events);
         if q.len() == EVENT_QUEUE {
             q.pop_front();
@@ -362,7 +354,7 @@ impl Shared {
         });
     }
 
-    fn post(&self, f: impl FnOnce(&mut Schedule)) -> Result<(), ControllerError> {
+    pub(super) fn post(&self, f: impl FnOnce(&mut Schedule)) -> Result<(), ControllerError> {
         if self.emergency.load(Ordering::SeqCst) {
             return Err(ControllerError::Emergency);
         }
@@ -377,7 +369,7 @@ impl Shared {
         Ok(())
     }
 
-    fn unlock_for(&self, requested: Duration) -> Result<UnlockGrant, ControllerError> {
+    pub(super) fn unlock_for(&self, requested: Duration) -> Result<UnlockGrant, ControllerError> {
         let max = self.config.max_pulse.min(HARD_MAX_PULSE);
         let mut grant = None;
         self.post(|s| {
@@ -431,13 +423,13 @@ impl Shared {
 
     /// Writes `energised` unless the emergency flag forbids it. Holding the output while
     /// re-checking the flag means the panic hook's direct write cannot be overtaken.
-    fn write(&self, energised: bool) -> Result<(), LockError> {
+    pub(super) fn write(&self, energised: bool) -> Result<(), LockError> {
         let mut out = relock(&self.output);
         let energised = energised && !self.emergency.load(Ordering::SeqCst);
         out.set_energised(energised)
     }
 
-    fn release(&self) -> Result<(), LockError> {
+    pub(super) fn release(&self) -> Result<(), LockError> {
         let mut out = relock(&self.output);
         out.set_energised(false)
     }
@@ -445,7 +437,7 @@ impl Shared {
 
 /// The door controller: see the [module documentation](self).
 pub struct DoorController {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -612,394 +604,6 @@ impl Drop for DoorController {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
             log::error!("door: {e}");
-        }
-    }
-}
-
-/// Installs a process-wide panic hook that de-energises `controller`'s relay (its safe state)
-/// before the previously installed hook (normally the default message) runs.
-///
-/// Call it once per controller, right after [`DoorController::start`]. The hook holds a weak
-/// reference: after the controller is dropped it does nothing. See the
-/// [module documentation](self#the-panic-path) for how it avoids deadlocks.
-pub fn install_panic_guard(controller: &DoorController) {
-    let weak = Arc::downgrade(&controller.shared);
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !CONTAINED_PANIC.with(|c| c.get()) {
-            if let Some(shared) = weak.upgrade() {
-                emergency_release(&shared, describe_panic(info));
-            }
-        }
-        previous(info);
-    }));
-}
-
-thread_local! {
-    static CONTAINED_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f`, which may panic, under `catch_unwind` without tripping the panic guard: for known,
-/// contained panics in third-party code (v4l's stream Drop after a camera is unplugged). Any
-/// other panic still releases the relay to the safe state.
-pub fn contain_panic<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
-    CONTAINED_PANIC.with(|c| c.set(true));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    CONTAINED_PANIC.with(|c| c.set(false));
-    r
-}
-
-/// "thread 'name' panicked at file:line: message", for the daemon's log and audit record.
-fn describe_panic(info: &std::panic::PanicHookInfo<'_>) -> String {
-    let payload = info.payload();
-    let msg = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(non-string payload)");
-    let thread = std::thread::current();
-    let at = info
-        .location()
-        .map(|l| format!(" at {}:{}", l.file(), l.line()))
-        .unwrap_or_default();
-    let mut text = format!(
-        "thread '{}' panicked{at}: {msg}",
-        thread.name().unwrap_or("<unnamed>")
-    );
-    if text.len() > 1000 {
-        let mut cut = 1000;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-    text
-}
-
-fn emergency_release(shared: &Shared, what: String) {
-    use std::io::Write;
-    // Never block in the hook: keep the first panic's description if the lock is busy.
-    if let Ok(mut p) = shared.panic.try_lock() {
-        p.get_or_insert(what);
-    }
-    shared.emergency.store(true, Ordering::SeqCst);
-    shared.wake.notify_all();
-    for _ in 0..50 {
-        let mut out = match shared.output.try_lock() {
-            Ok(out) => out,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-        };
-        let result = out.set_energised(false);
-        let mut err = std::io::stderr();
-        let _ = match result {
-            Ok(()) => writeln!(
-                err,
-                "facegate: panic: relay de-energised ({})",
-                out.describe()
-            ),
-            Err(e) => writeln!(
-                err,
-                "facegate: panic: could not de-energise the relay: {e}; the door thread retries"
-            ),
-        };
-        return;
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "facegate: panic: the relay is busy; the door thread de-energises it"
-    );
-}
-
-/// A software debouncer over one input.
-struct Debounced {
-    input: Box<dyn DoorInput>,
-    stable: Option<bool>,
-    candidate: bool,
-    since: Instant,
-    failing: bool,
-}
-
-impl Debounced {
-    fn new(input: Box<dyn DoorInput>) -> Self {
-        Self {
-            input,
-            stable: None,
-            candidate: false,
-            since: Instant::now(),
-            failing: false,
-        }
-    }
-
-    /// Returns `Some(new)` when the debounced level changes (the first reading counts as a
-    /// change from "unknown" only for the door contact, see the caller).
-    fn poll(
-        &mut self,
-        now: Instant,
-        debounce: Duration,
-        shared: &Shared,
-    ) -> Option<(Option<bool>, bool)> {
-        let raw = match self.input.is_active() {
-            Ok(v) => {
-                self.failing = false;
-                v
-            }
-            Err(e) => {
-                if !self.failing {
-                    log::error!("door: {e}");
-                    shared.event(DoorEventKind::InputFault(e.to_string()));
-                    self.failing = true;
-                }
-                return None;
-            }
-        };
-        if raw != self.candidate {
-            self.candidate = raw;
-            self.since = now;
-        }
-        let settled = now.duration_since(self.since) >= debounce || self.stable.is_none();
-        if settled && self.stable != Some(raw) {
-            let old = self.stable;
-            self.stable = Some(raw);
-            return Some((old, raw));
-        }
-        None
-    }
-}
-
-/// The door thread's state.
-struct Worker {
-    shared: Arc<Shared>,
-    contact: Option<Debounced>,
-    exit: Option<Debounced>,
-    applied: Option<bool>,
-    backoff: Duration,
-    retry_at: Option<Instant>,
-    unlocked: bool,
-    relocked_at: Option<Instant>,
-}
-
-/// De-energises the relay however the door thread ends, including by unwinding.
-struct ReleaseOnExit(Arc<Shared>);
-
-impl Drop for ReleaseOnExit {
-    fn drop(&mut self) {
-        let shared = &self.0;
-        let mut last = None;
-        for attempt in 0..5 {
-            match shared.release() {
-                Ok(()) => {
-                    last = None;
-                    break;
-                }
-                Err(e) => {
-                    log::error!("door: shutdown: {e} (attempt {})", attempt + 1);
-                    last = Some(e.to_string());
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        }
-        let mut h = relock(&shared.health);
-        h.stopped = true;
-        h.state = DoorState::Locked;
-        match last {
-            None => {
-                h.energised = Some(false);
-                h.last_error = None;
-                log::info!(
-                    "door: stopped, relay de-energised ({})",
-                    match shared.config.safe_state {
-                        SafeState::Locked => "fail-secure: locked",
-                        SafeState::Unlocked => "fail-safe: unlocked",
-                    }
-                );
-            }
-            Some(e) => {
-                h.last_error = Some(e);
-                h.in_sync = false;
-            }
-        }
-    }
-}
-
-impl Worker {
-    fn new(shared: Arc<Shared>, inputs: DoorInputs, applied: bool) -> Self {
-        Self {
-            shared,
-            contact: inputs.door_contact.map(Debounced::new),
-            exit: inputs.exit_button.map(Debounced::new),
-            applied: Some(applied),
-            backoff: RETRY_MIN,
-            retry_at: None,
-            unlocked: false,
-            relocked_at: None,
-        }
-    }
-
-    fn run(mut self) {
-        let _release = ReleaseOnExit(self.shared.clone());
-        loop {
-            let now = Instant::now();
-            self.poll_inputs(now);
-
-            // Read the schedule and decide the wanted level.
-            let (want, deadline, generation) = {
-                let mut s = relock(&self.shared.schedule);
-                if s.stop {
-                    return;
-                }
-                if let Some(d) = s.deadline {
-                    if now >= d {
-                        s.deadline = None;
-                        s.opened_at = None;
-                    }
-                }
-                let emergency = self.shared.emergency.load(Ordering::SeqCst);
-                let unlocked = s.deadline.is_some() && !emergency;
-                let want = if emergency {
-                    false
-                } else {
-                    self.shared.config.safe_state.energised_for(unlocked)
-                };
-                if unlocked != self.unlocked {
-                    self.unlocked = unlocked;
-                    if !unlocked {
-                        self.relocked_at = Some(now);
-                    }
-                }
-                (want, s.deadline, s.generation)
-            };
-
-            if self.applied != Some(want) && self.retry_at.is_none_or(|r| now >= r) {
-                self.apply(want, deadline);
-                continue;
-            }
-
-            // Sleep until the next thing to do, or until a request arrives.
-            let mut timeout = IDLE_WAKE;
-            if let Some(d) = deadline {
-                timeout = timeout.min(d.saturating_duration_since(now));
-            }
-            if let (Some(r), true) = (self.retry_at, self.applied != Some(want)) {
-                timeout = timeout.min(r.saturating_duration_since(now));
-            }
-            if self.contact.is_some() || self.exit.is_some() {
-                timeout = timeout.min(INPUT_POLL);
-            }
-            let s = relock(&self.shared.schedule);
-            if s.generation == generation && !s.stop && !timeout.is_zero() {
-                let _unused = self
-                    .shared
-                    .wake
-                    .wait_timeout(s, timeout)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
-        }
-    }
-
-    fn apply(&mut self, want: bool, deadline: Option<Instant>) {
-        let now = Instant::now();
-        let result = self.shared.write(want);
-        let mut h = relock(&self.shared.health);
-        match result {
-            Ok(()) => {
-                let recovered = h.consecutive_failures > 0;
-                self.applied = Some(want);
-                self.retry_at = None;
-                self.backoff = RETRY_MIN;
-                // In emergency the relay is released whatever it means for the door: that is
-                // not an unlock pulse (though a fail-safe door is physically unlocked).
-                let unlocked = want != self.shared.config.safe_state.energised_for(false)
-                    && !self.shared.emergency.load(Ordering::SeqCst);
-                h.energised = Some(want);
-                h.in_sync = true;
-                h.consecutive_failures = 0;
-                h.last_error = None;
-                h.state = match (unlocked, deadline) {
-                    (true, Some(until)) => DoorState::Unlocked { until },
-                    _ => DoorState::Locked,
-                };
-                if unlocked {
-                    h.unlocks += 1;
-                }
-                drop(h);
-                if recovered {
-                    log::info!("door: output recovered");
-                    self.shared.event(DoorEventKind::OutputRecovered);
-                }
-                if unlocked {
-                    log::info!("door: unlocked");
-                    self.shared.event(DoorEventKind::Unlocked);
-                } else {
-                    log::info!("door: locked");
-                    self.shared.event(DoorEventKind::Relocked);
-                }
-            }
-            Err(e) => {
-                h.in_sync = false;
-                h.consecutive_failures += 1;
-                h.total_failures += 1;
-                h.last_error = Some(e.to_string());
-                let n = h.consecutive_failures;
-                drop(h);
-                log::error!("door: {e} (failure {n}, retrying in {:?})", self.backoff);
-                self.shared.event(DoorEventKind::OutputFault(e.to_string()));
-                self.retry_at = Some(now + self.backoff);
-                self.backoff = (self.backoff * 2).min(RETRY_MAX);
-                // The level on the wire is unknown now: rewrite it even if `want` flips back.
-                self.applied = None;
-            }
-        }
-    }
-
-    fn poll_inputs(&mut self, now: Instant) {
-        let debounce = self.shared.config.debounce;
-        if let Some(exit) = self.exit.as_mut() {
-            if let Some((Some(false), true)) = exit.poll(now, debounce, &self.shared) {
-                log::info!("door: request-to-exit pressed");
-                self.shared.event(DoorEventKind::ExitRequest);
-                let pulse = self.shared.config.pulse;
-                if let Err(e) = self.shared.unlock_for(pulse) {
-                    log::warn!("door: request-to-exit ignored: {e}");
-                }
-            }
-        }
-        if let Some(contact) = self.contact.as_mut() {
-            if let Some((old, open)) = contact.poll(now, debounce, &self.shared) {
-                relock(&self.shared.health).door_open = Some(open);
-                if old.is_none() {
-                    // The first reading: audited, so that a door found open (wedged, forced
-                    // while the daemon was down) is on record (issue 10 finding 13).
-                    if open {
-                        log::warn!("door: open at start");
-                    } else {
-                        log::info!("door: closed at start");
-                    }
-                    self.shared.event(DoorEventKind::ContactAtStart { open });
-                }
-                if old.is_some() {
-                    if open {
-                        // A door opened while locked, beyond a short grace after a relock
-                        // (a person still walking through), was forced or the strike failed.
-                        let grace = self
-                            .relocked_at
-                            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(2));
-                        if !self.unlocked && !grace {
-                            log::warn!("door: opened while locked (forced open?)");
-                            self.shared.event(DoorEventKind::ForcedOpen);
-                        } else {
-                            log::info!("door: opened");
-                        }
-                        self.shared.event(DoorEventKind::DoorOpened);
-                    } else {
-                        log::info!("door: closed");
-                        self.shared.event(DoorEventKind::DoorClosed);
-                    }
-                }
-            }
         }
     }
 }

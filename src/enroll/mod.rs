@@ -121,7 +121,6 @@
 //! highest imported version is recovered from the audit log).
 
 pub mod bundle;
-pub mod commands;
 pub mod import;
 pub mod sign;
 pub mod stick;

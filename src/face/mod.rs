@@ -12,6 +12,8 @@ pub mod detect;
 pub mod encode;
 pub mod geometry;
 pub mod landmarks;
+pub mod liveness;
+pub mod motion;
 pub mod pick;
 pub mod quality;
 pub mod runtime;
@@ -28,14 +30,60 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Which BlazeFace detector finds the faces: one type and one default for the command line
+/// (`--detector`) and the configuration (`[models] detector`).
+///
+/// The default is [`ShortRange`](Self::ShortRange), what a door needs: its camera sees faces
+/// within ~2 m, and a face far enough away to need the full-range model is too small for the
+/// door's quality gate anyway (`min_eye_distance_px`). `auto` would run the full-range model
+/// (~3x the cost) on every frame without a face, which at a door is most frames, and
+/// `bundle check --faces` must find faces with the detector the door's import uses.
+/// `auto` and `full_range` are for photos with small faces (`facegate eval` on in-the-wild sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorChoice {
+    /// Short-range first, full-range only when short-range finds nothing.
+    Auto,
+    /// Faces within ~2 m, fast (the manifest's `short_range`).
+    #[default]
+    ShortRange,
+    /// Faces up to ~5 m, ~3x slower (the manifest's `full_range`).
+    FullRange,
+}
+
+impl DetectorChoice {
+    /// The spelling in the configuration, on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorChoice::Auto => "auto",
+            DetectorChoice::ShortRange => "short_range",
+            DetectorChoice::FullRange => "full_range",
+        }
+    }
+}
+
+impl std::fmt::Display for DetectorChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DetectorChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        [Self::Auto, Self::ShortRange, Self::FullRange]
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| format!("unknown detector {s:?}: use short_range, full_range or auto"))
+    }
+}
+
 /// Which models to load and how to use them.
 #[derive(Debug, Clone)]
 pub struct ModelOptions {
     pub models_dir: PathBuf,
-    /// `short_range` (faces within ~2 m, fast), `full_range` (up to ~5 m, ~3x slower), or
-    /// `auto`: short-range first, full-range only when short-range finds nothing (photos
-    /// with small faces).
-    pub detector: String,
+    pub detector: DetectorChoice,
     /// `quantized` (default), `fp32`, or any other encoder the manifest lists.
     pub encoder: String,
     /// Average the embeddings of the chip and its mirror image (doubles encoder time).
@@ -49,7 +97,7 @@ impl Default for ModelOptions {
     fn default() -> Self {
         ModelOptions {
             models_dir: ModelDir::default_path(),
-            detector: "auto".into(),
+            detector: DetectorChoice::default(),
             encoder: "quantized".into(),
             flip_average: false,
             refine_small: true,
@@ -61,7 +109,7 @@ impl Default for ModelOptions {
 pub struct FaceModels {
     pub dir: ModelDir,
     pub detector: Arc<DetectorModel>,
-    /// Tried when `detector` finds no face (`auto`).
+    /// Tried when `detector` finds no face ([`DetectorChoice::Auto`]).
     pub fallback_detector: Option<Arc<DetectorModel>>,
     pub predictor: Arc<ShapePredictor>,
     pub encoder: Arc<EncoderModel>,
@@ -75,13 +123,12 @@ impl FaceModels {
     pub fn load(options: &ModelOptions) -> Result<Arc<Self>> {
         let t0 = Instant::now();
         let dir = ModelDir::open(&options.models_dir)?;
-        let (detector, fallback_detector) = if options.detector == "auto" {
-            (
-                DetectorModel::load(&dir, "short_range")?,
-                Some(DetectorModel::load(&dir, "full_range")?),
-            )
-        } else {
-            (DetectorModel::load(&dir, &options.detector)?, None)
+        let (detector, fallback_detector) = match options.detector {
+            DetectorChoice::Auto => (
+                DetectorModel::load(&dir, DetectorChoice::ShortRange.name())?,
+                Some(DetectorModel::load(&dir, DetectorChoice::FullRange.name())?),
+            ),
+            d => (DetectorModel::load(&dir, d.name())?, None),
         };
         let encoder = EncoderModel::load(&dir, &options.encoder)?;
         let lm = dir.manifest.landmarks.clone();

@@ -24,6 +24,7 @@ import encoder_onnx
 import evaluate
 import fetch
 import manifest
+import minifasnet
 import quantize
 from faces import CHIP_PADDING, CHIP_SIZE, DlibPipeline, chip_to_input, load_rgb
 
@@ -35,6 +36,9 @@ ENCODER_INT8W = "dlib_face_resnet_v1.int8w.onnx"
 ENCODER_INT8QDQ = "dlib_face_resnet_v1.int8qdq.onnx"
 PREDICTOR = "shape_predictor_5_face_landmarks.dat"
 THRESHOLD = 0.6
+# Default liveness threshold on the live probability averaged over the models ([liveness] threshold).
+# Provisional: the lead sets it from the Rust eval-pad figures (MODEL_CARD.md "Liveness").
+LIVENESS_THRESHOLD = 0.5
 
 
 def log(msg):
@@ -50,6 +54,19 @@ def convert(inputs, out):
         log(f"converting BlazeFace {key} to ONNX")
         blazeface.convert(inputs / f"{spec.stem}.tflite", out / f"{spec.stem}.onnx")
     shutil.copyfile(inputs / PREDICTOR, out / PREDICTOR)
+
+
+def liveness_models(out, report):
+    """MiniFASNet: check the committed upstream files' sha256, every ONNX initialiser against the upstream
+    .pth tensors, the ONNX logits against the upstream network run in numpy from the .pth on the fixture
+    crops (minifasnet.py), then copy the ONNX files unchanged."""
+    pins = fetch.pinned_hashes()
+    for name in [*(f for m in minifasnet.MODELS for f in (m.pth, m.onnx)), *minifasnet.LICENCES]:
+        fetch.check(minifasnet.UPSTREAM / name, pins)
+    report["minifasnet_onnx_vs_pth"] = minifasnet.check_all()
+    report["minifasnet_onnx_vs_upstream_forward"] = minifasnet.check_outputs(minifasnet.fixture_crops())
+    for m in minifasnet.MODELS:
+        shutil.copyfile(minifasnet.UPSTREAM / m.onnx, out / m.file)
 
 
 def calibration_feeds(chips):
@@ -109,6 +126,12 @@ def timings(data, out, report):
     for spec in blazeface.SPECS.values():
         x = np.zeros((1, 3, spec.input_size, spec.input_size), np.float32)
         t[f"{spec.stem}.onnx"] = evaluate.median_ms(out / f"{spec.stem}.onnx", {"input": x})
+    # MiniFASNet on its real crop of the live spoof sample (BlazeFace box, upstream crop)
+    rgb = load_rgb(chipsets.FIXTURES / "spoof" / "image_T1.jpg")
+    det = blazeface.detect(evaluate.session(out / f"{blazeface.SHORT.stem}.onnx"), rgb, blazeface.SHORT)[0]
+    for m in minifasnet.MODELS:
+        crop, _ = minifasnet.crop(rgb, minifasnet.detector_box(det), m.crop_scale)
+        t[m.file] = evaluate.median_ms(out / m.file, {"input": minifasnet.to_input(crop)}, runs=200)
 
 
 def encoder_section(key, file, quantization, out):
@@ -157,6 +180,33 @@ def detector_section(key, spec, out):
     ])
 
 
+def liveness_sections(out):
+    common = ("Passive presentation-attack detection (liveness): Minivision's MiniFASNet, Apache-2.0, ONNX exports\n"
+              "of the upstream .pth weights (checked tensor by tensor by tools/models). Score = live-class softmax\n"
+              "probability, averaged over the models used.")
+    sections = [("liveness", common, [
+        ("threshold", LIVENESS_THRESHOLD, 'provisional default on the averaged live probability; chosen in MODEL_CARD "Liveness"'),
+    ])]
+    for i, m in enumerate(minifasnet.MODELS):
+        size = minifasnet.INPUT_SIZE
+        sections.append((f"liveness.{m.key}", None, [
+            ("file", m.file, None),
+            ("sha256", fetch.sha256(out / m.file), None),
+            ("size_bytes", (out / m.file).stat().st_size, None),
+            ("input_name", "input", None),
+            ("input_shape", [1, 3, size, size], "NCHW, BGR, 0..255 (no normalisation)"),
+            ("channel_order", "bgr", None),
+            ("mean", [0.0, 0.0, 0.0], None),
+            ("std", [1.0, 1.0, 1.0], None),
+            ("output_name", "output", "[1, 3] logits; softmax; class 1 = live, 0 and 2 = attacks"),
+            ("live_class", minifasnet.LIVE_CLASS, None),
+            ("crop_scale", m.crop_scale,
+             "detector box scaled about its centre, clamped inside the frame, resized to 80x80 (bilinear)"
+             if i == 0 else None),
+        ]))
+    return sections
+
+
 def write_manifest(out, coef):
     text = manifest.render([
         encoder_section("fp32", ENCODER_FP32, "none", out),
@@ -173,6 +223,7 @@ def write_manifest(out, coef):
             ("box_offset_x", coef["box_offset_x"], "rect centre x = box cx + box_offset_x * box w"),
             ("box_offset_y", coef["box_offset_y"], "rect centre y = box cy + box_offset_y * box h"),
         ]),
+        *liveness_sections(out),
     ])
     (out / "models.toml").write_text(text)
 
@@ -182,13 +233,15 @@ def build(out, work, with_timings):
     log(f"fetching inputs into {work}")
     inputs = fetch.fetch(work)
     convert(inputs, out)
+    log("checking MiniFASNet ONNX initialisers against the upstream .pth tensors")
+    report = {}
+    liveness_models(out, report)
     log("making aligned face chips with dlib (orl + whitehouse + spoof)")
     pipeline = DlibPipeline(inputs / PREDICTOR, inputs / "dlib_face_recognition_resnet_model_v1.dat")
     data = chipsets.make_chips(pipeline)
     log(f"  {len(data['chips'])} faces; quantizing (weight-only, static QDQ on {2 * len(data['chips'])} chips)")
     onnx.save(quantize.weight_only(onnx.load(str(out / ENCODER_FP32))), str(out / ENCODER_INT8W))
     quantize.static_qdq(out / ENCODER_FP32, out / ENCODER_INT8QDQ, calibration_feeds(data["chips"]), Path(work))
-    report = {}
     log("checking encoders against dlib / fp32")
     check_encoders(data, out, report)
     log("checking detectors against the tflite originals")

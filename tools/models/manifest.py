@@ -53,4 +53,7 @@ def files_and_hashes(manifest):
         for entry in manifest.get(group, {}).values():
             out[entry["file"]] = entry["sha256"]
     out[manifest["landmarks"]["file"]] = manifest["landmarks"]["sha256"]
+    for entry in manifest.get("liveness", {}).values():
+        if isinstance(entry, dict):
+            out[entry["file"]] = entry["sha256"]
     return out

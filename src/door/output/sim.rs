@@ -1,17 +1,18 @@
-//! A simulated lock output (and door input) for the demo, the tests and any machine without GPIO.
+//! A simulated lock output for the demo, the tests and any machine without GPIO (the matching
+//! door input is [`SimulatedInput`](crate::door::input::SimulatedInput)).
 //!
 //! # Mechanism
 //!
 //! [`SimulatedOutput`] drives no hardware: every *transition* of the relay (a change of the
 //! energised level, plus the very first write, which turns "unknown" into a known level) is
 //! appended to a [`TransitionLog`] with the [`Instant`] it happened and logged at `info` level
-//! (target `facegate::door::sim`). Writing the level the relay already has is not a transition
+//! (target `facegate::door::output::sim`). Writing the level the relay already has is not a transition
 //! and is not recorded, just as a real relay does not click twice.
 //!
 //! # Ownership
 //!
 //! The output itself is owned by whoever drives it (normally the
-//! [`DoorController`](super::controller::DoorController)'s thread). The [`TransitionLog`] is a
+//! [`DoorController`](crate::door::controller::DoorController)'s thread). The [`TransitionLog`] is a
 //! cheap, cloneable handle (`Arc<Mutex<Vec<Transition>>>`): keep a clone before handing the
 //! output over, and read it from tests or the demo at any time.
 //!
@@ -24,20 +25,17 @@
 //! `facegate lock safe` (the unit's `ExecStopPost=`) read it from another process
 //! ([`read_state_file`]).
 //!
-//! [`SimulatedInput`] is the matching door input (door contact, request-to-exit button): its
-//! [`SimulatedInputHandle`] sets the level from the test or demo.
-//!
 //! # Troubleshooting
 //!
 //! * No "relay energised" lines in the output: the log level is below `info`; run with
 //!   `RUST_LOG=info` (or `RUST_LOG=facegate::door=info`).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::lock::{DoorInput, LockError, LockOutput};
+use super::{LockError, LockOutput};
 
 /// One recorded change of the relay level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,57 +246,5 @@ impl LockOutput for SimulatedOutput {
                 p.display()
             ),
         }
-    }
-}
-
-/// Sets the level of a [`SimulatedInput`] from a test or the demo.
-#[derive(Debug, Clone, Default)]
-pub struct SimulatedInputHandle {
-    active: Arc<AtomicBool>,
-}
-
-impl SimulatedInputHandle {
-    /// Sets the raw level: `true` = active (button pressed, door open).
-    pub fn set_active(&self, active: bool) {
-        self.active.store(active, Ordering::SeqCst);
-    }
-
-    /// Presses a button for `hold`, then releases it (blocks the caller for `hold`).
-    pub fn press(&self, hold: Duration) {
-        self.set_active(true);
-        std::thread::sleep(hold);
-        self.set_active(false);
-    }
-}
-
-/// A door input (contact or request-to-exit) whose level is set through a
-/// [`SimulatedInputHandle`].
-#[derive(Debug)]
-pub struct SimulatedInput {
-    name: String,
-    handle: SimulatedInputHandle,
-}
-
-impl SimulatedInput {
-    /// A simulated input and the handle that drives it.
-    pub fn new(name: impl Into<String>) -> (Self, SimulatedInputHandle) {
-        let handle = SimulatedInputHandle::default();
-        (
-            Self {
-                name: name.into(),
-                handle: handle.clone(),
-            },
-            handle,
-        )
-    }
-}
-
-impl DoorInput for SimulatedInput {
-    fn is_active(&mut self) -> Result<bool, LockError> {
-        Ok(self.handle.active.load(Ordering::SeqCst))
-    }
-
-    fn describe(&self) -> String {
-        format!("simulated input \"{}\"", self.name)
     }
 }

@@ -1,5 +1,6 @@
-//! Lock output and door inputs on any Linux board through the GPIO character device
-//! ([`gpiocdev`], `/dev/gpiochip*`).
+//! Lock output on any Linux board through the GPIO character device ([`gpiocdev`],
+//! `/dev/gpiochip*`), and the line lookup ([`LineSpec`]) the door inputs share
+//! ([`GpiocdevInput`](crate::door::input::GpiocdevInput)).
 //!
 //! # Mechanism
 //!
@@ -18,7 +19,8 @@
 //! * **by chip and offset** ([`LineSpec::ChipOffset`], e.g. `/dev/gpiochip0` line 17), for boards
 //!   whose lines have no names (check with `gpioinfo`).
 //!
-//! [`LineSpec`] parses both forms from a string: `"GPIO17"` or `"/dev/gpiochip0:17"`.
+//! [`LineSpec`] ([`line`](super::line)) reads `"GPIO17"`, `"/dev/gpiochip0:GPIO17"` (a name on
+//! one chip) or `"/dev/gpiochip0:17"`.
 //!
 //! # Ownership and the safe level
 //!
@@ -27,11 +29,7 @@
 //! the request. What the line does *after* the release is up to the GPIO driver: most keep the
 //! last value driven, some revert to input. And nothing at all runs after `SIGKILL` or a power
 //! cut, so **the wiring must make "relay de-energised" the door's safe state** (see
-//! [`lock`](super::lock)).
-//!
-//! [`GpiocdevInput`] requests a line as an input (optionally with the kernel's pull-up /
-//! pull-down bias and active-low) for a door contact or request-to-exit button; the controller
-//! debounces it.
+//! [`output`](super)).
 //!
 //! # Troubleshooting
 //!
@@ -44,72 +42,20 @@
 //! * "Device or resource busy": another process (or another door in this config) holds the line;
 //!   `gpioinfo` shows the consumer.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use gpiocdev::line::{Bias, Value};
+use gpiocdev::line::Value;
 use gpiocdev::Request;
 
-use super::lock::{DoorInput, LockError, LockOutput};
+use super::{LockError, LockOutput};
 
 /// Consumer label shown by `gpioinfo` for every line this program requests.
 pub const CONSUMER: &str = "facegate";
 
-/// Which GPIO line to use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LineSpec {
-    /// A line name from the device tree, e.g. `"GPIO17"`, searched on every chip.
-    Name(String),
-    /// A chip device and a line offset on it, e.g. `/dev/gpiochip0` and 17.
-    ChipOffset {
-        /// Path of the chip, e.g. `/dev/gpiochip0`.
-        chip: PathBuf,
-        /// Line offset on that chip.
-        offset: u32,
-    },
-}
-
-impl FromStr for LineSpec {
-    type Err = String;
-
-    /// `"GPIO17"` (a line name) or `"/dev/gpiochip0:17"` (chip path and offset).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Err("empty GPIO line: use a line name such as \"GPIO17\" \
-                        or a chip and offset such as \"/dev/gpiochip0:17\""
-                .into());
-        }
-        if s.starts_with('/') {
-            let (chip, offset) = s.rsplit_once(':').ok_or_else(|| {
-                format!("\"{s}\" names a chip but no line offset: write \"{s}:17\" for line 17")
-            })?;
-            let offset = offset.parse::<u32>().map_err(|_| {
-                format!("\"{offset}\" in \"{s}\" is not a line offset (0, 1, 2, ...)")
-            })?;
-            return Ok(LineSpec::ChipOffset {
-                chip: chip.into(),
-                offset,
-            });
-        }
-        Ok(LineSpec::Name(s.to_string()))
-    }
-}
-
-impl fmt::Display for LineSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LineSpec::Name(n) => write!(f, "line \"{n}\""),
-            LineSpec::ChipOffset { chip, offset } => {
-                write!(f, "line {offset} on {}", chip.display())
-            }
-        }
-    }
-}
+pub use crate::door::line::LineSpec;
 
 /// Resolves a [`LineSpec`] to a chip path and offset, with errors that say what to do.
-fn resolve(spec: &LineSpec) -> Result<(PathBuf, u32), LockError> {
+pub(crate) fn resolve(spec: &LineSpec) -> Result<(PathBuf, u32), LockError> {
     let fail = |reason: String| LockError {
         device: format!("GPIO {spec}"),
         reason,
@@ -118,6 +64,18 @@ fn resolve(spec: &LineSpec) -> Result<(PathBuf, u32), LockError> {
         LineSpec::ChipOffset { chip, offset } => {
             check_chip_access(chip).map_err(fail)?;
             Ok((chip.clone(), *offset))
+        }
+        LineSpec::ChipName { chip, name } => {
+            check_chip_access(chip).map_err(fail)?;
+            let on_chip = gpiocdev::Chip::from_path(chip).ok();
+            match on_chip.and_then(|c| c.find_line_info(name)) {
+                Some(info) => Ok((chip.clone(), info.offset)),
+                None => Err(fail(format!(
+                    "no line named \"{name}\" on {}; list its line names with `gpioinfo` \
+                     (names are case-sensitive)",
+                    chip.display()
+                ))),
+            }
         }
         LineSpec::Name(name) => {
             if let Some(found) = gpiocdev::find_named_line(name) {
@@ -187,7 +145,7 @@ fn check_chip_access(chip: &Path) -> Result<(), String> {
     }
 }
 
-fn request_error(e: gpiocdev::Error, chip: &Path, offset: u32) -> String {
+pub(crate) fn request_error(e: gpiocdev::Error, chip: &Path, offset: u32) -> String {
     let text = e.to_string();
     if text.contains("busy") || text.contains("EBUSY") {
         format!(
@@ -203,7 +161,7 @@ fn request_error(e: gpiocdev::Error, chip: &Path, offset: u32) -> String {
     }
 }
 
-fn polarity(active_low: bool) -> &'static str {
+pub(crate) fn polarity(active_low: bool) -> &'static str {
     if active_low {
         "active-low"
     } else {
@@ -284,78 +242,5 @@ impl Drop for GpiocdevOutput {
                 self.describe()
             ),
         }
-    }
-}
-
-/// Pull resistor for an input line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Pull {
-    /// No bias (the circuit has its own resistor).
-    #[default]
-    None,
-    /// The kernel's pull-up (a switch to ground, read active-low).
-    Up,
-    /// The kernel's pull-down (a switch to 3.3 V).
-    Down,
-}
-
-/// A door contact or request-to-exit button on a GPIO character-device line.
-#[derive(Debug)]
-pub struct GpiocdevInput {
-    req: Request,
-    chip: PathBuf,
-    offset: u32,
-    active_low: bool,
-}
-
-impl GpiocdevInput {
-    /// Requests the line as an input, consumer `facegate`.
-    pub fn new(spec: &LineSpec, active_low: bool, pull: Pull) -> Result<Self, LockError> {
-        let (chip, offset) = resolve(spec)?;
-        let mut builder = Request::builder();
-        builder
-            .on_chip(&chip)
-            .with_consumer(CONSUMER)
-            .with_line(offset)
-            .as_input()
-            .with_bias(match pull {
-                Pull::None => None,
-                Pull::Up => Some(Bias::PullUp),
-                Pull::Down => Some(Bias::PullDown),
-            });
-        if active_low {
-            builder.as_active_low();
-        }
-        let req = builder.request().map_err(|e| LockError {
-            device: format!("GPIO line {offset} on {}", chip.display()),
-            reason: request_error(e, &chip, offset),
-        })?;
-        Ok(Self {
-            req,
-            chip,
-            offset,
-            active_low,
-        })
-    }
-}
-
-impl DoorInput for GpiocdevInput {
-    fn is_active(&mut self) -> Result<bool, LockError> {
-        self.req
-            .lone_value()
-            .map(|v| v == Value::Active)
-            .map_err(|e| LockError {
-                device: self.describe(),
-                reason: format!("reading the line failed: {e}; check `dmesg`"),
-            })
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "GPIO input line {} on {}, {}",
-            self.offset,
-            self.chip.display(),
-            polarity(self.active_low)
-        )
     }
 }

@@ -1,21 +1,137 @@
-//! The command-line side of enrollment: `facegate bundle keygen|sign|check`,
-//! `facegate staff list|remove` and `facegate enroll import` (dispatched by `crate::cli`; the
-//! import policy comes from [`crate::assemble::import_policy`]).
+//! The command-line side of enrollment: `facegate bundle keygen|sign|check` (the admin's
+//! laptop), `facegate staff list|remove` and `facegate enroll import` (the door, daemon
+//! stopped). The import policy and the store come from the configuration through
+//! [`crate::assemble`], as the USB watcher gets them.
 
-use super::bundle::{self, MANIFEST};
-use super::import::{import_bundle, report_text, verify_bundle, write_report, ImportPolicy};
-use super::sign::{AdminKey, SecretKey};
-use super::store::Store;
-use super::EnrollError;
+use super::{audit_append, writer_lock, EXIT_NO};
 use crate::audit::Event;
 use crate::config::Config;
-use crate::error::{Error, Result, EXIT_NO};
+use crate::enroll::bundle::{self, MANIFEST};
+use crate::enroll::import::{
+    import_bundle, report_text, verify_bundle, write_report, ImportPolicy,
+};
+use crate::enroll::sign::{self as signing, AdminKey, SecretKey};
+use crate::enroll::store::Store;
+use crate::enroll::EnrollError;
+use crate::error::{Error, Result};
 use crate::face::{FaceModels, ModelOptions};
+use clap::Subcommand;
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand, Debug)]
+pub enum BundleCommand {
+    /// Make an admin signing key pair: DIR/facegate.key (0600) and DIR/facegate.pub
+    Keygen {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Fill the photo hashes in DIR/manifest.toml and write DIR/manifest.sig
+    Sign {
+        dir: PathBuf,
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+    },
+    /// Run every check the door runs on the bundle in DIR; exit 0 ok, 1 rejected, 2 error
+    Check {
+        dir: PathBuf,
+        /// Admin public key (a .pub file or the base64 line); repeatable
+        #[arg(long, required = true, value_name = "KEY")]
+        pubkey: Vec<String>,
+        /// The door's site name (checked against the manifest's site)
+        #[arg(long)]
+        site: Option<String>,
+        /// The bundle version the door holds (the bundle must be newer)
+        #[arg(long, default_value_t = 0)]
+        current_version: u64,
+        /// Also run face detection on every photo (exactly one usable face each)
+        #[arg(long)]
+        faces: bool,
+        /// Print enrollment time per photo (implies --faces)
+        #[arg(long)]
+        timing: bool,
+        /// Smallest eye distance in pixels for an enrollment photo
+        #[arg(long, default_value_t = crate::enroll::import::MIN_EYE_DISTANCE_PX)]
+        min_eye_px: f32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StaffCommand {
+    /// List the people in the encrypted store
+    List {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Delete a person's templates: rewrites the store without them (audited)
+    Remove {
+        id: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnrollCommand {
+    /// Import a signed bundle once into the configured store (stop the daemon first)
+    Import {
+        dir: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+/// Runs `facegate bundle keygen|sign|check`.
+pub(super) fn bundle(cmd: BundleCommand, models: &ModelOptions) -> Result<u8> {
+    match cmd {
+        BundleCommand::Keygen { out } => keygen(&out),
+        BundleCommand::Sign { dir, key } => sign(&dir, &key),
+        BundleCommand::Check {
+            dir,
+            pubkey,
+            site,
+            current_version,
+            faces,
+            timing,
+            min_eye_px,
+        } => check(
+            &dir,
+            models,
+            &CheckOptions {
+                pubkeys: &pubkey,
+                site,
+                current_version,
+                faces: faces || timing,
+                timing,
+                min_eye_distance_px: min_eye_px,
+            },
+        ),
+    }
+}
+
+/// Runs `facegate staff list|remove`.
+pub(super) fn staff(cmd: StaffCommand) -> Result<u8> {
+    match cmd {
+        StaffCommand::List { config } => staff_list(&config),
+        StaffCommand::Remove { id, config } => {
+            let _lock = writer_lock(&config, "staff remove")?;
+            staff_remove(&config, &id)
+        }
+    }
+}
+
+/// Runs `facegate enroll import`.
+pub(super) fn enroll(cmd: EnrollCommand) -> Result<u8> {
+    match cmd {
+        EnrollCommand::Import { dir, config } => {
+            let _lock = writer_lock(&config, "enroll import")?;
+            import(&config, &dir)
+        }
+    }
+}
 
 /// `facegate bundle keygen --out DIR`: writes `facegate.key` (0600) and `facegate.pub`.
-pub fn keygen(out: &Path) -> Result<u8> {
+fn keygen(out: &Path) -> Result<u8> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let (skp, pkp) = (out.join("facegate.key"), out.join("facegate.pub"));
     if skp.exists() {
@@ -45,13 +161,13 @@ pub fn keygen(out: &Path) -> Result<u8> {
 }
 
 /// `facegate bundle sign DIR --key KEY`.
-pub fn sign(dir: &Path, key: &Path) -> Result<u8> {
+fn sign(dir: &Path, key: &Path) -> Result<u8> {
     let sk = SecretKey::from_file(key)?;
     let m = bundle::sign_bundle(dir, &sk)?;
     println!(
         "signed {} with key {}: version {}, site {:?}, {} people ({} photos), {} removals",
         dir.join(MANIFEST).display(),
-        super::sign::key_id_hex(&sk.key_id),
+        signing::key_id_hex(&sk.key_id),
         m.version,
         m.site,
         m.people.len(),
@@ -62,7 +178,7 @@ pub fn sign(dir: &Path, key: &Path) -> Result<u8> {
 }
 
 /// Options of `facegate bundle check`.
-pub struct CheckOptions<'a> {
+struct CheckOptions<'a> {
     pub pubkeys: &'a [String],
     pub site: Option<String>,
     pub current_version: u64,
@@ -72,7 +188,7 @@ pub struct CheckOptions<'a> {
 }
 
 /// `facegate bundle check DIR --pubkey KEY [--faces]`: everything the door checks.
-pub fn check(dir: &Path, models: &ModelOptions, o: &CheckOptions) -> Result<u8> {
+fn check(dir: &Path, models: &ModelOptions, o: &CheckOptions) -> Result<u8> {
     let admin_keys = o
         .pubkeys
         .iter()
@@ -158,15 +274,11 @@ fn store_of(cfg: &Config) -> Result<Store> {
 }
 
 fn audit(cfg: &Config, event: Event, fields: serde_json::Value) -> Result<()> {
-    let mut log = crate::audit::AuditLog::open_for_config(cfg)
-        .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
-    log.append(event, fields)
-        .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
-    Ok(())
+    audit_append(cfg, event, fields).map(drop)
 }
 
 /// `facegate staff list --config FILE`.
-pub fn staff_list(config: &Path) -> Result<u8> {
+fn staff_list(config: &Path) -> Result<u8> {
     let cfg = Config::load(config)?;
     let store = store_of(&cfg)?;
     let Some(data) = store.load_any()? else {
@@ -243,7 +355,7 @@ pub fn staff_remove(config: &Path, id: &str) -> Result<u8> {
 }
 
 /// `facegate enroll import DIR --config FILE`: a one-off import (the daemon stopped).
-pub fn import(config: &Path, dir: &Path) -> Result<u8> {
+fn import(config: &Path, dir: &Path) -> Result<u8> {
     let cfg = Config::load(config)?;
     let store = store_of(&cfg)?;
     let policy = crate::assemble::import_policy(&cfg)?;

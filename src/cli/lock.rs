@@ -1,7 +1,10 @@
-//! `facegate lock test`: the installer's wiring check. Opens the lock output the configuration
-//! names, exactly as the daemon does (both ask [`crate::assemble`]; relay driven to the safe
-//! state first), sends one normal unlock pulse through the [`DoorController`], waits for the
-//! relock and reports what the controller saw. The installer watches the relay and the door while it runs.
+//! `facegate lock test` (the installer's wiring check) and `facegate lock safe` (the relay to
+//! its safe level, the unit's `ExecStopPost=`).
+//!
+//! `lock test` opens the lock output the configuration names, exactly as the daemon does (both
+//! ask [`crate::assemble`]; relay driven to the safe state first), sends one normal unlock
+//! pulse through the [`DoorController`], waits for the relock and reports what the controller
+//! saw. The installer watches the relay and the door while it runs.
 //!
 //! The daemon must be stopped first: a GPIO line has one owner at a time, and the audit log one
 //! writer (`facegate lock test` refuses while the daemon holds the state lock,
@@ -9,33 +12,108 @@
 //! the pulse relock the door before the command exits. The test is written to the audit log
 //! (`lock_test`), like every other movement of the door.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Subcommand;
 use serde_json::json;
 
+use super::{audit_append, stop_on_signals, writer_lock, EXIT_NO};
+use crate::audit::Event;
 use crate::config::{Config, SafeStateConfig};
 use crate::door::controller::{DoorController, DoorEventKind, DoorState};
 use crate::error::{Error, Result};
 
+#[derive(Subcommand, Debug)]
+pub enum LockCommand {
+    /// Pulse the configured relay once, as an unlock would, and relock (stop the daemon first;
+    /// audited)
+    Test {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Drive the configured relay to its safe (de-energised) level and nothing else: no models,
+    /// no store, no camera. The unit runs it after every exit of the daemon (ExecStopPost=);
+    /// audited when the audit log can be written
+    Safe {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+/// Runs `facegate lock test|safe`.
+pub(super) fn run(cmd: LockCommand) -> Result<u8> {
+    match cmd {
+        LockCommand::Test { config } => {
+            let _lock = writer_lock(&config, "lock test")?;
+            lock_test(&config)
+        }
+        LockCommand::Safe { config } => lock_safe(&config),
+    }
+}
+
+/// `facegate lock test`: the installer's wiring check.
+fn lock_test(config: &Path) -> Result<u8> {
+    let cfg = Config::load(config)?;
+    println!("lock test: {}", describe_safe_state(&cfg));
+    println!(
+        "sending one unlock pulse of {} ms; watch the relay and the door",
+        cfg.lock.unlock_ms
+    );
+    let r = pulse_once(&cfg)?;
+    println!("output: {}", r.output);
+    println!("events: {}", r.events.join(", "));
+    if r.interrupted {
+        println!(
+            "interrupted: relocked after {} ms; the relay is at the safe state",
+            r.unlocked_for.as_millis()
+        );
+        return Ok(EXIT_NO);
+    }
+    println!(
+        "OK: unlocked for {} ms (configured {} ms), relocked, and the relay is now de-energised \
+         (the door's safe state). If the door did not open exactly once, active_low or safe_state \
+         in [lock] does not match the wiring.",
+        r.unlocked_for.as_millis(),
+        r.pulse.as_millis()
+    );
+    Ok(0)
+}
+
+/// `facegate lock safe`: the relay to its safe level, nothing else (the unit's ExecStopPost=).
+fn lock_safe(config: &Path) -> Result<u8> {
+    let cfg = Config::load(config)?;
+    let r = drive_safe(&cfg)?;
+    println!(
+        "lock safe: {} de-energised ({})",
+        r.output,
+        describe_safe_state(&cfg)
+    );
+    match &r.audit {
+        Ok(seq) => println!("audited: record {seq} in {}", cfg.audit.path.display()),
+        Err(e) => eprintln!("warning: lock safe: {e}"),
+    }
+    Ok(0)
+}
+
 /// What one test pulse did.
 #[derive(Debug, Clone)]
-pub struct PulseReport {
+struct PulseReport {
     /// The output's description (backend, pin or line, active level).
-    pub output: String,
+    output: String,
     /// The configured pulse.
-    pub pulse: Duration,
+    pulse: Duration,
     /// From the unlock command to the relock the controller observed.
-    pub unlocked_for: Duration,
+    unlocked_for: Duration,
     /// The controller's events, in order ("unlocked", "relocked", faults).
-    pub events: Vec<String>,
+    events: Vec<String>,
     /// A signal cut the pulse short (the door was relocked at once).
-    pub interrupted: bool,
+    interrupted: bool,
 }
 
 /// The door's wiring in words, for the installer.
-pub fn describe_safe_state(cfg: &Config) -> &'static str {
+fn describe_safe_state(cfg: &Config) -> &'static str {
     match cfg.lock.safe_state {
         SafeStateConfig::Locked => {
             "safe state \"locked\" (fail-secure): relay energised = door unlocked"
@@ -49,12 +127,8 @@ pub fn describe_safe_state(cfg: &Config) -> &'static str {
 
 /// Pulses the configured lock once and relocks it. Errors name the output and the fix; the
 /// outcome (success or failure after the output opened) is audited.
-pub fn pulse_once(cfg: &Config) -> Result<PulseReport> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| Error::Invalid(format!("cannot install the signal handler: {e}")))?;
-    }
+fn pulse_once(cfg: &Config) -> Result<PulseReport> {
+    let stop = stop_on_signals()?;
     let output = crate::assemble::lock_output(cfg)?;
     let door_cfg = crate::assemble::door_config(cfg);
     let mut door = DoorController::start(output, door_cfg.clone())
@@ -77,10 +151,7 @@ pub fn pulse_once(cfg: &Config) -> Result<PulseReport> {
             json!({ "output": description, "ok": false, "error": e.to_string(), "events": events })
         }
     };
-    let mut log = crate::audit::AuditLog::open_for_config(cfg)
-        .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
-    log.append(crate::audit::Event::LockTest, fields)
-        .map_err(|e| Error::Invalid(format!("[audit] {e}")))?;
+    audit_append(cfg, Event::LockTest, fields)?;
     let (unlocked_for, interrupted) = result?;
     shutdown
         .map_err(|e| Error::Invalid(format!("[lock] relocking at the end of the test: {e}")))?;
@@ -156,13 +227,11 @@ fn event_name(kind: &DoorEventKind) -> String {
 
 /// What `facegate lock safe` did.
 #[derive(Debug, Clone)]
-pub struct SafeReport {
+struct SafeReport {
     /// The output's description.
-    pub output: String,
-    /// Attempts until the write succeeded.
-    pub attempts: u32,
+    output: String,
     /// Whether the record went to the audit log, or why not.
-    pub audit: std::result::Result<u64, String>,
+    audit: std::result::Result<u64, String>,
 }
 
 /// `facegate lock safe`: opens the configured lock output and drives it to the safe
@@ -172,14 +241,14 @@ pub struct SafeReport {
 /// strike energised (issue 10 finding 2).
 ///
 /// De-energised is what a stopped daemon leaves, as on a power cut: locked for a fail-secure
-/// strike, released for a fail-safe maglock (see [`controller`](super::controller)).
+/// strike, released for a fail-safe maglock (see [`controller`](crate::door::controller)).
 ///
 /// The relay is driven first; then the action is audited (`lock_safe`, with systemd's
 /// `$SERVICE_RESULT`, `$EXIT_CODE` and `$EXIT_STATUS` when set, so a kill of the daemon is on
 /// record) if this process gets the state lock. An audit log that cannot be written, or a
 /// daemon holding the lock, is reported but does not fail the command: the relay is what
 /// matters here. Errors only when the relay could not be written.
-pub fn drive_safe(cfg: &Config) -> Result<SafeReport> {
+fn drive_safe(cfg: &Config) -> Result<SafeReport> {
     let mut output = crate::assemble::lock_output(cfg)?;
     let description = output.describe();
     let mut attempts = 0;
@@ -207,7 +276,6 @@ pub fn drive_safe(cfg: &Config) -> Result<SafeReport> {
     let audit = audit_safe(cfg, &description, attempts);
     Ok(SafeReport {
         output: description,
-        attempts,
         audit,
     })
 }
@@ -226,6 +294,6 @@ fn audit_safe(cfg: &Config, output: &str, attempts: u32) -> std::result::Result<
     });
     let mut log =
         crate::audit::AuditLog::open_for_config(cfg).map_err(|e| format!("not audited: {e}"))?;
-    log.append(crate::audit::Event::LockSafe, fields)
+    log.append(Event::LockSafe, fields)
         .map_err(|e| format!("not audited: {e}"))
 }

@@ -41,7 +41,7 @@
 
 use rppal::gpio::{Gpio, Level, OutputPin};
 
-use super::lock::{LockError, LockOutput};
+use super::{LockError, LockOutput};
 
 /// Relay output on a Raspberry Pi BCM GPIO pin.
 #[derive(Debug)]
