@@ -69,17 +69,18 @@ fn check(args: &CheckArgs) -> Result<u8> {
         *realtime = false;
         *looped = false;
     }
-    let models = FaceModels::load(&cfg.model_options())?;
-    let gallery = door_gallery(&cfg, &models)?;
-    let mut liveness = assemble::liveness_check(&cfg, &models)?;
-    let settings = cfg.policy_settings();
-    let mut engine = models.engine()?;
     let device = match &cfg.camera.source {
         CameraSource::V4l2 { device } => Some(device.clone()),
         CameraSource::Replay { .. } => None,
     };
     let mut source =
         (assemble::camera_opener(&cfg))().map_err(|e| open_error(&e, device.as_deref()))?;
+    // The models load after the camera opened, so a camera problem shows at once.
+    let models = FaceModels::load(&cfg.model_options())?;
+    let gallery = door_gallery(&cfg, &models)?;
+    let mut liveness = assemble::liveness_check(&cfg, &models)?;
+    let settings = cfg.policy_settings();
+    let mut engine = models.engine()?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     println!(
         "camera {}; gates: eyes >= {:.0} px, |yaw| <= {:.2}, sharpness >= {:.0}; threshold {:.2}; \
