@@ -417,29 +417,7 @@ pub fn check_frame(
                     face.liveness = liveness.check(img, &det);
                 }
             }
-            _ => {
-                let embedding = match face.passes(settings) {
-                    true => Some(engine.encode_chip()?),
-                    false => None,
-                };
-                face.nearest = embedding.as_ref().and_then(|e| gallery.best_match(e));
-                let now = jiff::ZonedDateTime::now();
-                let access = face
-                    .nearest
-                    .as_ref()
-                    .and_then(|m| gallery.get(&m.id))
-                    .map_or(Ok(()), |p| p.access.check(&now));
-                face.verdict = classify(
-                    &other_faces,
-                    &Evidence::Face {
-                        quality,
-                        liveness: Liveness::NotChecked,
-                        best: face.nearest.clone(),
-                        access,
-                        embedding,
-                    },
-                );
-            }
+            _ => judge_other(engine, gallery, &other_faces, &mut face)?,
         }
         faces.push(face);
     }
@@ -452,6 +430,39 @@ pub fn check_frame(
         door_time,
         check_time: t0.elapsed(),
     })
+}
+
+/// A face other than the door's: encoded and matched if it passes the gates, and classified by
+/// the door's rules (`settings` without liveness: the door checks its own face only).
+fn judge_other(
+    engine: &mut FaceEngine,
+    gallery: &Gallery,
+    settings: &PolicySettings,
+    face: &mut FaceCheck,
+) -> Result<()> {
+    // The engine's chip is still this face's (aligned by the caller).
+    let embedding = match face.passes(settings) {
+        true => Some(engine.encode_chip()?),
+        false => None,
+    };
+    face.nearest = embedding.as_ref().and_then(|e| gallery.best_match(e));
+    let now = jiff::ZonedDateTime::now();
+    let access = face
+        .nearest
+        .as_ref()
+        .and_then(|m| gallery.get(&m.id))
+        .map_or(Ok(()), |p| p.access.check(&now));
+    face.verdict = classify(
+        settings,
+        &Evidence::Face {
+            quality: face.quality,
+            liveness: Liveness::NotChecked,
+            best: face.nearest.clone(),
+            access,
+            embedding,
+        },
+    );
+    Ok(())
 }
 
 /// Faces listed in the picture's panel (every face is boxed and numbered on the frame).
@@ -638,7 +649,11 @@ fn draw_panel<'a>(area: &Area<'a>, check: &FrameCheck, s: &PolicySettings) -> Dr
         }
         if let Some(l) = liveness_text(&f.liveness) {
             let live = matches!(f.liveness, Liveness::Live { .. } | Liveness::Off);
-            let by = if f.liveness_by_door { "" } else { " (info)" };
+            let by = if f.liveness_by_door {
+                ""
+            } else {
+                " (info only)"
+            };
             parts.push((format!("{l}{by}"), pass_color(live)));
         }
         draw_parts(area, font, x + font as i32, y, &parts)?;

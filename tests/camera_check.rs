@@ -23,9 +23,7 @@ fn facegate(args: &[&str]) -> (i32, String, String) {
 /// The number after `prefix` in `line` (up to the next space, comma, colon or parenthesis).
 fn number_after(line: &str, prefix: &str) -> Option<f32> {
     let rest = &line[line.find(prefix)? + prefix.len()..];
-    let end = rest
-        .find(|c: char| c == ' ' || c == ',' || c == ':' || c == ')')
-        .unwrap_or(rest.len());
+    let end = rest.find([' ', ',', ':', ')']).unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 

@@ -33,7 +33,8 @@ pub enum CameraCommand {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// The door's configuration (camera, models, gallery, policy, liveness)
+    /// The door's configuration: its camera, and its [models], gallery, [policy] and
+    /// [liveness] exactly as the door uses them (the global model options do not apply)
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// Frames to check
