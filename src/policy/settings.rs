@@ -5,10 +5,38 @@ use std::time::Duration;
 use super::compare::ge;
 use crate::face::quality::Quality;
 
+/// How a visit's frames decide an unlock (`[policy] rule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitRule {
+    /// `k` of the last `n` frames each match the same person within `threshold`.
+    #[default]
+    KOfN,
+    /// The quality-weighted mean embedding of the window's live frames (at least `k` of them)
+    /// matches a person within `fusion_threshold` (the configuration's default: issue 13 item
+    /// 6, `facegate eval-visits`).
+    Fusion,
+}
+
+/// Frames whose own nearest distance is within `threshold + FUSION_REACH` are checked for
+/// liveness under [`VisitRule::Fusion`], so that a live frame just outside the per-frame
+/// threshold can still be fused.
+pub const FUSION_REACH: f32 = 0.1;
+
+/// The default fused threshold (`[policy] fusion_threshold`): the fused distance with the same
+/// false-accept rate per visit as K of N at [`DEFAULT_THRESHOLD`] (`facegate eval-visits`).
+pub const DEFAULT_FUSION_THRESHOLD: f32 = 0.42;
+
 /// Policy settings (see `config/facegate.toml` for the documented defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicySettings {
+    /// The per-frame rule: [`VisitRule::KOfN`] in this struct's `Default` (the synthetic
+    /// tests of the rule), [`VisitRule::Fusion`] in the configuration's default.
+    pub rule: VisitRule,
+    /// The per-frame distance threshold (K of N's, and every frame's verdict).
     pub threshold: f32,
+    /// The fused embedding's threshold under [`VisitRule::Fusion`].
+    pub fusion_threshold: f32,
     pub min_margin: f32,
     pub k: usize,
     pub n: usize,
@@ -35,7 +63,9 @@ pub const DEFAULT_THRESHOLD: f32 = 0.47;
 impl Default for PolicySettings {
     fn default() -> Self {
         PolicySettings {
+            rule: VisitRule::KOfN,
             threshold: DEFAULT_THRESHOLD,
+            fusion_threshold: DEFAULT_FUSION_THRESHOLD,
             min_margin: 0.05,
             k: 3,
             n: 5,
@@ -54,6 +84,15 @@ impl Default for PolicySettings {
 }
 
 impl PolicySettings {
+    /// A face whose nearest person is nearer than this is checked for liveness (strangers
+    /// never pay for the check): the threshold, or under fusion a little beyond it.
+    pub fn liveness_radius(&self) -> f32 {
+        match self.rule {
+            VisitRule::KOfN => self.threshold,
+            VisitRule::Fusion => self.threshold.max(self.fusion_threshold) + FUSION_REACH,
+        }
+    }
+
     /// The quality gates (size, pose, sharpness), defined once: the policy's verdict applies
     /// them, and the per-frame path ([`crate::frame::evidence`]) encodes only faces that pass.
     /// Every comparison fails on NaN.
