@@ -12,7 +12,6 @@ use std::path::PathBuf;
 pub struct SetArgs {
     /// Dev sets: an identities TSV (`image<TAB>identity`, images under `images/` beside it),
     /// a directory of one folder per person, or a directory of `<person>.<anything>` files
-    #[arg(required = true)]
     pub sets: Vec<PathBuf>,
     /// Random draws (mean ± sd over them)
     #[arg(long, default_value_t = 10)]
@@ -63,11 +62,20 @@ pub struct EvalVisitsArgs {
     /// fused threshold)
     #[arg(long, value_delimiter = ',', default_values_t = [0.40, 0.43, 0.47])]
     pub at: Vec<f32>,
+    /// Instead of dev sets: replay the configuration's recorded clip (e.g. config/demo.toml)
+    /// under both rules, with its gallery, policy and liveness, and print the decisions
+    #[arg(long, value_name = "FILE")]
+    pub clip_config: Option<PathBuf>,
 }
 
 const FARS: [f64; 3] = [1e-2, 1e-3, 1e-4];
 
 fn embed_all(opts: &ModelOptions, a: &SetArgs) -> Result<Vec<dataset::Embedded>> {
+    if a.sets.is_empty() {
+        return Err(crate::Error::Invalid(
+            "no dev set given: name an identities TSV or a directory of photos per person".into(),
+        ));
+    }
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -107,6 +115,9 @@ pub(super) fn eval_enroll(opts: &ModelOptions, args: EvalEnrollArgs) -> Result<u
 
 /// `facegate eval-visits`.
 pub(super) fn eval_visits(opts: &ModelOptions, args: EvalVisitsArgs) -> Result<u8> {
+    if let Some(cfg) = &args.clip_config {
+        return clip(cfg);
+    }
     let sets = embed_all(opts, &args.set)?;
     let vo = visits::VisitOptions {
         enroll: args.enroll,
@@ -167,6 +178,47 @@ pub(super) fn eval_visits(opts: &ModelOptions, args: EvalVisitsArgs) -> Result<u
         for r in &reports {
             let (tar, far) = visits::at_threshold(r, *rule, *t);
             println!("    {:<16} TAR {:.2}%, FAR {:.4}", r.set, tar * 100.0, far);
+        }
+    }
+    Ok(0)
+}
+
+/// `facegate eval-visits --clip-config FILE`: the configuration's replay clip under K of N and
+/// under fusion (its own models, gallery, policy and liveness).
+fn clip(path: &std::path::Path) -> Result<u8> {
+    use crate::config::{CameraSource, Config};
+    use crate::policy::VisitRule;
+    let cfg = Config::load(path)?;
+    let CameraSource::Replay { dir, .. } = &cfg.camera.source else {
+        return Err(crate::Error::Invalid(format!(
+            "{}: [camera] source must be \"replay\" for --clip-config",
+            path.display()
+        )));
+    };
+    let models = FaceModels::load(&cfg.model_options())?;
+    let gallery = crate::assemble::enrol_from_config(&cfg, &models)?;
+    let mut engine = models.engine()?;
+    for rule in [VisitRule::KOfN, VisitRule::Fusion] {
+        let settings = crate::policy::PolicySettings {
+            rule,
+            ..cfg.policy_settings()
+        };
+        let mut live = crate::assemble::liveness_check(&cfg, &models)?;
+        let out = visits::replay_clip(
+            &mut engine,
+            &gallery,
+            &settings,
+            live.as_mut(),
+            dir,
+            cfg.camera.fps,
+        )?;
+        println!("{rule:?} on {} (liveness {}):", dir.display(), live.name());
+        for d in &out {
+            println!(
+                "  frame {:3}: {}",
+                d.frame,
+                serde_json::to_string(&d.decision).expect("serialisable")
+            );
         }
     }
     Ok(0)

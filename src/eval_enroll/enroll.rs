@@ -142,8 +142,9 @@ pub fn evaluate(set: &Embedded, opts: &EnrollOptions) -> EnrollReport {
         .filter(|s| s.len() > max_m)
         .collect();
     let mut rng = Rng::new(opts.seed);
-    // per (m, rule): per draw figures
-    let mut acc: Vec<(usize, ScoreRule, Vec<Vec<f64>>, Vec<f64>, usize, usize)> = Vec::new();
+    // per (m, rule): per FAR the TAR of each draw, rank-1 of each draw, score counts
+    type Acc = (usize, ScoreRule, Vec<Vec<f64>>, Vec<f64>, usize, usize);
+    let mut acc: Vec<Acc> = Vec::new();
     for &m in &opts.photos {
         for rule in ScoreRule::ALL {
             acc.push((m, rule, vec![vec![]; opts.fars.len()], vec![], 0, 0));

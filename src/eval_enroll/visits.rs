@@ -350,3 +350,49 @@ impl std::fmt::Display for VisitReport {
         Ok(())
     }
 }
+
+/// One decision on a recorded clip: the frame it came at and what it was.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClipDecision {
+    pub frame: usize,
+    pub decision: crate::policy::Decision,
+}
+
+/// Replays the frames of `dir` (file-name order, `fps` apart) through the door's per-frame
+/// path and a fresh policy with `settings`, as the daemon does (liveness included); returns
+/// every decision that is not a wait.
+pub fn replay_clip(
+    engine: &mut crate::face::FaceEngine,
+    gallery: &crate::gallery::Gallery,
+    settings: &crate::policy::PolicySettings,
+    liveness: &mut dyn crate::frame::LivenessCheck,
+    dir: &std::path::Path,
+    fps: u32,
+) -> crate::Result<Vec<ClipDecision>> {
+    let mut frames: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| crate::Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| matches!(x.to_str(), Some("jpg" | "jpeg" | "png")))
+        })
+        .collect();
+    frames.sort();
+    let mut policy = crate::policy::Policy::new(settings.clone());
+    let t0 = std::time::Instant::now();
+    let step = std::time::Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
+    let mut times = crate::frame::FrameTimes::default();
+    let mut out = Vec::new();
+    for (i, p) in frames.iter().enumerate() {
+        let img = crate::imageio::load_rgb(p)?;
+        let ev = crate::frame::evidence(engine, gallery, settings, liveness, &img, &mut times)?;
+        let (d, _) = policy.observe_in(t0 + step * i as u32, &ev, gallery);
+        if d != crate::policy::Decision::Wait {
+            out.push(ClipDecision {
+                frame: i,
+                decision: d,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -38,7 +38,7 @@ pub fn weighted_mean<'a>(items: impl Iterator<Item = (&'a Embedding, f32)>) -> O
     let mut sum = [0f64; EMBEDDING_DIM];
     let mut total = 0f64;
     for (e, w) in items {
-        if !(w.is_finite() && w > 0.0) || !is_finite(e) {
+        if !(w.is_finite() && w > 0.0 && is_finite(e)) {
             continue;
         }
         for (s, x) in sum.iter_mut().zip(e.0) {
