@@ -301,7 +301,7 @@ impl PersonConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// `fusion` (default; issue 13 item 6) or `k_of_n`.
+    /// `k_of_n` (default) or `fusion` (issue 13 item 6).
     #[serde(default = "default_rule")]
     pub rule: crate::policy::VisitRule,
     #[serde(default = "default_fusion_threshold")]
@@ -465,7 +465,7 @@ fn default_threshold() -> f32 {
     crate::policy::DEFAULT_THRESHOLD
 }
 fn default_rule() -> crate::policy::VisitRule {
-    crate::policy::VisitRule::Fusion
+    crate::policy::VisitRule::KOfN
 }
 fn default_fusion_threshold() -> f32 {
     crate::policy::DEFAULT_FUSION_THRESHOLD

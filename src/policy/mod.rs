@@ -9,7 +9,9 @@
 //! 2. its nearest enrolled identity is closer than `threshold` (chosen from a target false-accept
 //!    rate with `facegate eval`) and at least `min_margin` closer than the runner-up identity;
 //! 3. that person's access rules (validity dates, weekly schedule) allow entry now;
-//! 4. `k` of the last `n` such frames, all within `window`, agree on the same person;
+//! 4. `k` of the last `n` such frames, all within `window`, agree on the same person (or, with
+//!    `rule = "fusion"`, the quality-weighted mean of at least `k` live frames of the window
+//!    matches one person within `fusion_threshold`, with the same margin and access checks);
 //! 5. the door is not cooling down after an unlock, and *this visitor* is not rate-limited
 //!    (after `free_failures` denied attempts, a wait that doubles up to `max_backoff`; see
 //!    [`RateLimiter`] for who "this visitor" is and why).
