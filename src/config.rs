@@ -301,6 +301,11 @@ impl PersonConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
+    /// `k_of_n` (default) or `fusion` (issue 13 item 6).
+    #[serde(default = "default_rule")]
+    pub rule: crate::policy::VisitRule,
+    #[serde(default = "default_fusion_threshold")]
+    pub fusion_threshold: f32,
     #[serde(default = "default_threshold")]
     pub threshold: f32,
     #[serde(default = "default_margin")]
@@ -459,6 +464,12 @@ fn default_encoder() -> String {
 fn default_threshold() -> f32 {
     crate::policy::DEFAULT_THRESHOLD
 }
+fn default_rule() -> crate::policy::VisitRule {
+    crate::policy::VisitRule::KOfN
+}
+fn default_fusion_threshold() -> f32 {
+    crate::policy::DEFAULT_FUSION_THRESHOLD
+}
 fn default_margin() -> f32 {
     0.05
 }
@@ -565,6 +576,8 @@ impl Config {
         let p = &self.policy;
         let s = Duration::from_secs_f64;
         PolicySettings {
+            rule: p.rule,
+            fusion_threshold: p.fusion_threshold,
             threshold: p.threshold,
             min_margin: p.min_margin,
             k: p.k,
@@ -765,7 +778,14 @@ fn check_policy(p: &PolicyConfig, path: &Path) -> Result<()> {
         );
     }
     // (key, value, min, max, unit): inclusive ranges
-    let floats: [(&str, f64, f64, f64, &str); 9] = [
+    let floats: [(&str, f64, f64, f64, &str); 10] = [
+        (
+            "fusion_threshold",
+            f64::from(p.fusion_threshold),
+            1e-6,
+            1.5,
+            "",
+        ),
         ("min_margin", f64::from(p.min_margin), 0.0, 1.5, ""),
         (
             "min_eye_distance_px",

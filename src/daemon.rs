@@ -495,7 +495,9 @@ impl Daemon {
         summary: &mut RunSummary,
     ) -> Result<()> {
         let evidence = self.evidence(img)?;
-        let (decision, verdict) = self.policy.observe(Instant::now(), &evidence);
+        let (decision, verdict) = self
+            .policy
+            .observe_in(Instant::now(), &evidence, &self.gallery);
         if let Err(e) = self.policy.save_limiter_if_changed(&self.limiter_path) {
             log::error!("rate limiter: {e}");
         }

@@ -155,7 +155,7 @@ pub fn evidence(
     // Only a face that matched someone pays for presentation-attack detection.
     let matched = best
         .as_ref()
-        .is_some_and(|m| m.distance < settings.threshold);
+        .is_some_and(|m| m.distance < settings.liveness_radius());
     let liveness = if matched {
         let t = Instant::now();
         let l = liveness.check(img, det);

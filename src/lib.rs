@@ -19,6 +19,7 @@ pub mod door;
 pub mod enroll;
 pub mod error;
 pub mod eval;
+pub mod eval_enroll;
 pub mod face;
 pub mod frame;
 pub mod fsutil;

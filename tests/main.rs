@@ -26,3 +26,4 @@ mod models_check;
 mod motion;
 mod pipeline;
 mod reference;
+mod visits;

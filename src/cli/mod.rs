@@ -21,6 +21,7 @@ mod face;
 mod lock;
 mod pad;
 mod run;
+mod visits;
 
 use crate::error::{Error, Result};
 use crate::face::{DetectorChoice, ModelOptions};
@@ -152,6 +153,10 @@ pub enum Command {
     /// The door camera: check what it sees (installer's view)
     #[command(subcommand)]
     Camera(camera::CameraCommand),
+    /// Enrollment from 1, 3, 5 photos per person: template rules compared on dev sets
+    EvalEnroll(visits::EvalEnrollArgs),
+    /// Simulated visits: per-frame K of N against fused embeddings, on dev sets
+    EvalVisits(visits::EvalVisitsArgs),
 }
 
 /// Entry point of the binary.
@@ -182,6 +187,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Liveness(args) => pad::liveness_command(&opts, &args),
         Command::EvalPad(args) => pad::eval_pad_command(&opts, &args),
         Command::Bench(args) => eval::bench(&opts, args),
+        Command::EvalEnroll(args) => visits::eval_enroll(&opts, args),
+        Command::EvalVisits(args) => visits::eval_visits(&opts, args),
         Command::Run { config } => run_daemon(&config),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bundle(cmd) => enroll::bundle(cmd, &opts),

@@ -9,7 +9,9 @@
 //! 2. its nearest enrolled identity is closer than `threshold` (chosen from a target false-accept
 //!    rate with `facegate eval`) and at least `min_margin` closer than the runner-up identity;
 //! 3. that person's access rules (validity dates, weekly schedule) allow entry now;
-//! 4. `k` of the last `n` such frames, all within `window`, agree on the same person;
+//! 4. `k` of the last `n` such frames, all within `window`, agree on the same person (or, with
+//!    `rule = "fusion"`, the quality-weighted mean of at least `k` live frames of the window
+//!    matches one person within `fusion_threshold`, with the same margin and access checks);
 //! 5. the door is not cooling down after an unlock, and *this visitor* is not rate-limited
 //!    (after `free_failures` denied attempts, a wait that doubles up to `max_backoff`; see
 //!    [`RateLimiter`] for who "this visitor" is and why).
@@ -37,6 +39,9 @@
 
 pub mod compare;
 pub mod decision;
+pub mod fusion;
+#[cfg(test)]
+mod fusion_tests;
 pub mod limiter;
 pub mod settings;
 pub mod verdict;
@@ -47,13 +52,32 @@ mod tests;
 
 pub use decision::{Decision, DenyReason};
 pub use limiter::{limiter_path, DeniedVisitor, LimiterState, RateLimiter, LIMITER_CAPACITY};
-pub use settings::{PolicySettings, DEFAULT_THRESHOLD};
+pub use settings::{PolicySettings, VisitRule, DEFAULT_FUSION_THRESHOLD, DEFAULT_THRESHOLD};
 pub use verdict::{Evidence, FrameVerdict, Liveness};
 
 use std::time::Instant;
 
 use crate::face::encode::Embedding;
+use crate::gallery::{AccessDenied, Gallery, Match};
 use compare::is_finite;
+
+/// Matches a fused embedding: its nearest person and that person's access now.
+pub type Matcher<'a> = &'a dyn Fn(&Embedding) -> (Option<Match>, Result<(), AccessDenied>);
+
+/// The door's matcher over `gallery`, with access checked at the local time of the call.
+pub fn gallery_matcher(
+    gallery: &Gallery,
+) -> impl Fn(&Embedding) -> (Option<Match>, Result<(), AccessDenied>) + '_ {
+    move |e| {
+        let best = gallery.best_match(e);
+        let now = jiff::ZonedDateTime::now();
+        let access = best
+            .as_ref()
+            .and_then(|m| gallery.get(&m.id))
+            .map_or(Ok(()), |p| p.access.check(&now));
+        (best, access)
+    }
+}
 use visit::Attempt;
 
 /// The decision policy: see the [module documentation](self).
@@ -87,22 +111,57 @@ impl Policy {
         verdict::classify(&self.s, e)
     }
 
-    /// Feeds one frame; returns the decision and the frame's verdict.
+    /// Feeds one frame; returns the decision and the frame's verdict. Without a gallery to
+    /// match a fused embedding against, visits are decided by K of N whatever the rule: the
+    /// door calls [`observe_in`](Self::observe_in).
     pub fn observe(&mut self, now: Instant, evidence: &Evidence) -> (Decision, FrameVerdict) {
+        self.observe_with(now, evidence, None)
+    }
+
+    /// Feeds one frame seen with `gallery` enrolled: under [`VisitRule::Fusion`] the window's
+    /// fused embedding is matched against it.
+    pub fn observe_in(
+        &mut self,
+        now: Instant,
+        evidence: &Evidence,
+        gallery: &Gallery,
+    ) -> (Decision, FrameVerdict) {
+        self.observe_with(now, evidence, Some(&gallery_matcher(gallery)))
+    }
+
+    /// [`observe`](Self::observe) with the matcher of fused embeddings (`None`: K of N).
+    pub fn observe_with(
+        &mut self,
+        now: Instant,
+        evidence: &Evidence,
+        matcher: Option<Matcher<'_>>,
+    ) -> (Decision, FrameVerdict) {
         let v = self.verdict(evidence);
+        let weight = match (evidence, verdict::fusable(&self.s, evidence)) {
+            (Evidence::Face { quality, .. }, true) => Some(fusion::quality_weight(quality)),
+            _ => None,
+        };
         let embedding = match evidence {
             Evidence::Face {
                 embedding: Some(e), ..
             } if is_finite(e) => Some(*e),
             _ => None,
         };
-        (self.decide(now, v.clone(), embedding), v)
+        let matcher = matcher.filter(|_| self.s.rule == VisitRule::Fusion);
+        (self.decide(now, v.clone(), embedding, weight, matcher), v)
     }
 
     /// The rule, step by step: track the attempt, respect the cooldown, skip frames that are no
     /// evidence, hold a blocked visitor, count the frame, then unlock on `k` agreeing frames or
     /// deny on `k` failing ones.
-    fn decide(&mut self, now: Instant, v: FrameVerdict, embedding: Option<Embedding>) -> Decision {
+    fn decide(
+        &mut self,
+        now: Instant,
+        v: FrameVerdict,
+        embedding: Option<Embedding>,
+        weight: Option<f32>,
+        matcher: Option<Matcher<'_>>,
+    ) -> Decision {
         self.attempt
             .track(now, v != FrameVerdict::NoFace, self.s.absence);
         if self.limiter.expire(now) {
@@ -123,8 +182,12 @@ impl Policy {
             return held;
         }
         self.attempt
-            .count(now, v, embedding, self.s.n, self.s.window);
-        if let Some(unlock) = self.unlock_if_agreed(now) {
+            .count(now, v, embedding, weight, self.s.n, self.s.window);
+        let unlock = match matcher {
+            Some(m) => self.unlock_if_fused(now, m),
+            None => self.unlock_if_agreed(now),
+        };
+        if let Some(unlock) = unlock {
             return unlock;
         }
         self.deny_if_failing(now).unwrap_or(Decision::Wait)
@@ -175,6 +238,29 @@ impl Policy {
             id: agreed.id,
             distance: agreed.distance,
             frames: agreed.frames,
+        })
+    }
+
+    /// Fusion: at least `k` live frames in the window, and their quality-weighted mean matches
+    /// one person within `fusion_threshold`, with the margin to the runner-up and that person's
+    /// access: unlock as [`unlock_if_agreed`](Self::unlock_if_agreed) does.
+    fn unlock_if_fused(&mut self, now: Instant, matcher: Matcher<'_>) -> Option<Decision> {
+        let (fused, frames) = self.attempt.fused(self.s.k)?;
+        let (best, access) = matcher(&fused);
+        let FrameVerdict::Match { id, distance } =
+            verdict::classify_fused(&self.s, best.as_ref(), access)
+        else {
+            return None;
+        };
+        self.attempt.clear_window();
+        if self.limiter.forget_near(&fused, self.s.threshold, now) {
+            self.limiter_dirty = true;
+        }
+        self.cooldown_until = Some(now + self.s.cooldown);
+        Some(Decision::Unlock {
+            id,
+            distance,
+            frames,
         })
     }
 

@@ -102,7 +102,7 @@ pub fn classify(s: &PolicySettings, e: &Evidence) -> FrameVerdict {
     if let Err(v) = usable(s, quality, embedding.as_ref()) {
         return v;
     }
-    let m = match within_threshold(s, best.as_ref()) {
+    let m = match within_threshold(s, s.threshold, best.as_ref()) {
         Ok(m) => m,
         Err(v) => return v,
     };
@@ -169,6 +169,7 @@ fn usable(
 /// The nearest identity, if it is within the threshold and clearly nearer than the runner-up.
 fn within_threshold<'a>(
     s: &PolicySettings,
+    threshold: f32,
     best: Option<&'a Match>,
 ) -> Result<&'a Match, FrameVerdict> {
     let Some(m) = best else {
@@ -189,7 +190,7 @@ fn within_threshold<'a>(
             });
         }
     }
-    if !lt(m.distance, s.threshold) {
+    if !lt(m.distance, threshold) {
         return Err(FrameVerdict::Unknown {
             nearest: Some(m.id.clone()),
             distance: Some(m.distance),
@@ -207,4 +208,52 @@ fn within_threshold<'a>(
         }
     }
     Ok(m)
+}
+
+/// The verdict on a visit's fused embedding (its nearest person `best` and that person's
+/// access now): within `fusion_threshold`, the margin to the runner-up, access. Every
+/// comparison fails on NaN. Liveness is not judged here: only live frames are fused.
+pub fn classify_fused(
+    s: &PolicySettings,
+    best: Option<&Match>,
+    access: Result<(), AccessDenied>,
+) -> FrameVerdict {
+    let m = match within_threshold(s, s.fusion_threshold, best) {
+        Ok(m) => m,
+        Err(v) => return v,
+    };
+    if let Err(reason) = access {
+        return FrameVerdict::NotAllowed {
+            id: m.id.clone(),
+            distance: m.distance,
+            reason,
+        };
+    }
+    FrameVerdict::Match {
+        id: m.id.clone(),
+        distance: m.distance,
+    }
+}
+
+/// The frame may be fused: a usable face whose liveness check said live (or detection is off
+/// and not required). A spoof, an unchecked face while detection is required, and a NaN score
+/// are never fused.
+pub(super) fn fusable(s: &PolicySettings, e: &Evidence) -> bool {
+    let Evidence::Face {
+        quality,
+        liveness,
+        embedding,
+        ..
+    } = e
+    else {
+        return false;
+    };
+    if usable(s, quality, embedding.as_ref()).is_err() {
+        return false;
+    }
+    match liveness {
+        Liveness::Live { score } => score.is_finite(),
+        Liveness::Off => !s.liveness_required,
+        _ => false,
+    }
 }

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::compare::mean_embedding;
+use super::fusion::weighted_mean;
 use super::verdict::FrameVerdict;
 use crate::face::encode::Embedding;
 
@@ -28,13 +29,18 @@ pub(super) struct Agreement {
     pub(super) face: Option<Embedding>,
 }
 
+/// One counted frame: when, its verdict, its embedding, and its fusion weight (`None`: not
+/// fusable).
+type Counted = (Instant, FrameVerdict, Option<Embedding>, Option<f32>);
+
 /// The current attempt. See the [module documentation](self).
 #[derive(Debug, Default)]
 pub(super) struct Attempt {
     /// Last frame that showed a face.
     last_face: Option<Instant>,
-    /// The attempt's recent countable frames, with the face's embedding.
-    recent: VecDeque<(Instant, FrameVerdict, Option<Embedding>)>,
+    /// The attempt's recent countable frames, with the face's embedding and, when the frame
+    /// may be fused (live, usable), its quality weight.
+    recent: VecDeque<Counted>,
     /// Embeddings of the attempt's last `n` countable faces (their mean is the visitor's
     /// face, steadier than one frame's).
     faces: VecDeque<Embedding>,
@@ -77,10 +83,11 @@ impl Attempt {
         now: Instant,
         v: FrameVerdict,
         embedding: Option<Embedding>,
+        fusion_weight: Option<f32>,
         n: usize,
         window: Duration,
     ) {
-        self.recent.push_back((now, v, embedding));
+        self.recent.push_back((now, v, embedding, fusion_weight));
         while self.recent.len() > n {
             self.recent.pop_front();
         }
@@ -92,7 +99,7 @@ impl Attempt {
         while self
             .recent
             .front()
-            .is_some_and(|(t, _, _)| now.duration_since(*t) > window)
+            .is_some_and(|(t, _, _, _)| now.duration_since(*t) > window)
         {
             self.recent.pop_front();
         }
@@ -107,12 +114,12 @@ impl Attempt {
     /// on a tie).
     pub(super) fn agreement(&self, k: usize) -> Option<Agreement> {
         let mut best: Option<(&str, usize, f32)> = None;
-        for (_, v, _) in &self.recent {
+        for (_, v, _, _) in &self.recent {
             if let FrameVerdict::Match { id, .. } = v {
                 let (count, dmin) =
                     self.recent
                         .iter()
-                        .fold((0, f32::INFINITY), |(c, d), (_, w, _)| match w {
+                        .fold((0, f32::INFINITY), |(c, d), (_, w, _, _)| match w {
                             FrameVerdict::Match { id: i2, distance } if i2 == id => {
                                 (c + 1, d.min(*distance))
                             }
@@ -124,7 +131,7 @@ impl Attempt {
             }
         }
         let (id, frames, distance) = best.filter(|b| b.1 >= k)?;
-        let face = mean_embedding(self.recent.iter().filter_map(|(_, w, e)| {
+        let face = mean_embedding(self.recent.iter().filter_map(|(_, w, e, _)| {
             matches!(w, FrameVerdict::Match { id: i2, .. } if i2 == id)
                 .then_some(e.as_ref())
                 .flatten()
@@ -153,20 +160,32 @@ impl Attempt {
         };
         let attack = self
             .failing_frames()
-            .filter_map(|(_, v, _)| spoof_score(v).map(|s| (s, v)))
+            .filter_map(|(_, v, _, _)| spoof_score(v).map(|s| (s, v)))
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, v)| v.clone());
-        let last = attack.or_else(|| self.recent.back().map(|(_, v, _)| v.clone()));
-        let visitor = mean_embedding(self.failing_frames().filter_map(|(_, _, e)| e.as_ref()));
+        let last = attack.or_else(|| self.recent.back().map(|(_, v, _, _)| v.clone()));
+        let visitor = mean_embedding(self.failing_frames().filter_map(|(_, _, e, _)| e.as_ref()));
         (visitor, last)
     }
 
-    fn failing_frames(
-        &self,
-    ) -> impl Iterator<Item = &(Instant, FrameVerdict, Option<Embedding>)> + '_ {
+    fn failing_frames(&self) -> impl Iterator<Item = &Counted> + '_ {
         self.recent
             .iter()
-            .filter(|(_, v, _)| !matches!(v, FrameVerdict::Match { .. }))
+            .filter(|(_, v, _, _)| !matches!(v, FrameVerdict::Match { .. }))
+    }
+
+    /// The quality-weighted mean of the window's fusable frames (live, usable, finite) and how
+    /// many there are, if at least `k` (issue 13 item 6).
+    pub(super) fn fused(&self, k: usize) -> Option<(Embedding, usize)> {
+        let frames: Vec<(&Embedding, f32)> = self
+            .recent
+            .iter()
+            .filter_map(|(_, _, e, w)| Some((e.as_ref()?, (*w)?)))
+            .collect();
+        if frames.len() < k.max(1) {
+            return None;
+        }
+        weighted_mean(frames.iter().copied()).map(|m| (m, frames.len()))
     }
 
     /// Records the denial of a failing visitor (`None`: frames without a usable embedding);
