@@ -27,6 +27,8 @@ pub struct Config {
     pub lock: LockConfig,
     pub audit: AuditConfig,
     pub daemon: DaemonConfig,
+    /// `[mqtt]` (issue 14): `None` when absent or `enabled = false`.
+    pub mqtt: Option<crate::mqtt::MqttConfig>,
 }
 
 /// The file as written, before its checks.
@@ -43,6 +45,8 @@ struct ConfigFile {
     audit: AuditConfig,
     #[serde(default)]
     daemon: DaemonConfig,
+    #[serde(default)]
+    mqtt: crate::mqtt::config::MqttFile,
 }
 
 /// `[camera] source`, as written.
@@ -475,6 +479,7 @@ impl Config {
         check_policy(&file.policy, path)?;
         let lock = check_lock(file.lock, path)?;
         check_gallery(&file.gallery, path)?;
+        let mqtt = crate::mqtt::config::check(file.mqtt, &file.gallery, &file.audit.path, path)?;
         Ok(Config {
             camera,
             models: file.models,
@@ -483,6 +488,7 @@ impl Config {
             lock,
             audit: file.audit,
             daemon: file.daemon,
+            mqtt,
         })
     }
 
@@ -540,6 +546,7 @@ impl ConfigFile {
             Some(&mut self.audit.path),
         ];
         paths.into_iter().flatten().for_each(rebase);
+        self.mqtt.rebase(base);
         for person in &mut g.people {
             person.photos.iter_mut().for_each(rebase);
         }
