@@ -23,5 +23,6 @@ mod fuzz;
 mod liveness;
 mod models_check;
 mod motion;
+mod mqtt;
 mod pipeline;
 mod reference;
