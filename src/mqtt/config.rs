@@ -154,17 +154,9 @@ fn topic_level(v: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Checks `[mqtt]`; `Ok(None)` when it is absent or `enabled = false`.
-pub fn check(
-    m: MqttFile,
-    gallery: &GalleryConfig,
-    audit_path: &Path,
-    path: &Path,
-) -> Result<Option<MqttConfig>> {
-    let bad = |reason: String| Error::Invalid(format!("{}: [mqtt] {reason}", path.display()));
-    if !m.enabled {
-        return Ok(None);
-    }
+/// `site` and `door` (defaults from `[gallery]`), and the topic levels checked.
+fn names(m: &MqttFile, gallery: &GalleryConfig) -> std::result::Result<(String, String), String> {
+    let bad = |s: String| s;
     let site = m.site.clone().or_else(|| gallery.site.clone()).ok_or_else(|| {
         bad("site is not set: set site = \"NAME\" (the topic level of this building; default: [gallery] site)".into())
     })?;
@@ -183,11 +175,12 @@ pub fn check(
             )));
         }
     }
-    if m.host.trim().is_empty() {
-        return Err(bad(
-            "host is empty: set host = \"BROKER\" (name or address)".into(),
-        ));
-    }
+    Ok((site, door))
+}
+
+/// The transport and the broker credentials.
+fn connection(m: &MqttFile) -> std::result::Result<(Transport, Option<(String, PathBuf)>), String> {
+    let bad = |s: String| s;
     let transport = match (m.tls, &m.ca_file) {
         (false, None) => Transport::Tcp,
         (true, Some(ca)) => Transport::Tls {
@@ -201,17 +194,12 @@ pub fn check(
         (None, None) => None,
         _ => return Err(bad("broker authentication needs both username = \"NAME\" and password_file = \"FILE\" (a file holding only the password, mode 0600)".into())),
     };
-    if m.allow_remote_unlock && auth.is_none() {
-        return Err(bad("allow_remote_unlock = true needs broker authentication: set username and password_file (and give only trusted users write access to this door's set topic in the broker's ACL), or set allow_remote_unlock = false".into()));
-    }
-    if m.allow_remote_unlock && transport == Transport::Tcp {
-        log::warn!(
-            "[mqtt] allow_remote_unlock over plain TCP: the password and the UNLOCK command cross the network in clear text; use tls = true outside a trusted LAN"
-        );
-    }
-    if m.fleet_enroll && (gallery.store.is_none() || gallery.admin_keys.is_empty()) {
-        return Err(bad("fleet_enroll = true needs [gallery] store and admin_keys (bundles from the broker are verified and imported exactly like a USB stick's)".into()));
-    }
+    Ok((transport, auth))
+}
+
+/// The numbers, each within its range.
+fn numbers(m: &MqttFile) -> std::result::Result<(), String> {
+    let bad = |s: String| s;
     let ranges = [
         ("reconnect_max_s", m.reconnect_max_s, 1.0, 3600.0),
         ("health_interval_s", m.health_interval_s, 1.0, 86_400.0),
@@ -242,6 +230,39 @@ pub fn check(
             m.max_bundle_mb
         )));
     }
+    Ok(())
+}
+
+/// Checks `[mqtt]`; `Ok(None)` when it is absent or `enabled = false`.
+pub fn check(
+    m: MqttFile,
+    gallery: &GalleryConfig,
+    audit_path: &Path,
+    path: &Path,
+) -> Result<Option<MqttConfig>> {
+    let bad = |reason: String| Error::Invalid(format!("{}: [mqtt] {reason}", path.display()));
+    if !m.enabled {
+        return Ok(None);
+    }
+    let (site, door) = names(&m, gallery).map_err(bad)?;
+    if m.host.trim().is_empty() {
+        return Err(bad(
+            "host is empty: set host = \"BROKER\" (name or address)".into(),
+        ));
+    }
+    let (transport, auth) = connection(&m).map_err(bad)?;
+    if m.allow_remote_unlock && auth.is_none() {
+        return Err(bad("allow_remote_unlock = true needs broker authentication: set username and password_file (and give only trusted users write access to this door's set topic in the broker's ACL), or set allow_remote_unlock = false".into()));
+    }
+    if m.allow_remote_unlock && transport == Transport::Tcp {
+        log::warn!(
+            "[mqtt] allow_remote_unlock over plain TCP: the password and the UNLOCK command cross the network in clear text; use tls = true outside a trusted LAN"
+        );
+    }
+    if m.fleet_enroll && (gallery.store.is_none() || gallery.admin_keys.is_empty()) {
+        return Err(bad("fleet_enroll = true needs [gallery] store and admin_keys (bundles from the broker are verified and imported exactly like a USB stick's)".into()));
+    }
+    numbers(&m).map_err(bad)?;
     let client_id = m
         .client_id
         .clone()
@@ -341,5 +362,119 @@ impl MqttConfig {
             Path::new("command line"),
         )
         .map(|c| c.expect("enabled"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(mqtt: &str) -> std::result::Result<Option<MqttConfig>, String> {
+        let text = format!(
+            "[camera]\nsource = \"replay\"\nreplay_dir = \"f\"\n[gallery]\nphotos_dir = \"staff\"\n\
+             site = \"hq\"\ndevice_id = \"front\"\n[lock]\nbackend = \"simulated\"\n\
+             safe_state = \"locked\"\n[audit]\npath = \"/var/lib/facegate/audit.jsonl\"\n{mqtt}"
+        );
+        crate::config::Config::parse(&text, Path::new("/etc/facegate/facegate.toml"))
+            .map(|c| c.mqtt)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn off_by_default_and_defaults_follow_the_gallery() {
+        assert!(load("").unwrap().is_none());
+        assert!(load("[mqtt]\nhost = \"broker\"\n").unwrap().is_none());
+        let c = load("[mqtt]\nenabled = true\n").unwrap().unwrap();
+        assert_eq!((c.site.as_str(), c.door.as_str()), ("hq", "front"));
+        assert_eq!(c.base(), "facegate/hq/front");
+        assert_eq!(c.bundle_topic(), "facegate/hq/bundle");
+        assert_eq!((c.port, &c.transport), (1883, &Transport::Tcp));
+        assert_eq!(c.client_id, "facegate-hq-front");
+        assert_eq!(c.spool_dir, Path::new("/var/lib/facegate/mqtt-bundles"));
+        assert!(!c.allow_remote_unlock && !c.publish_person && !c.fleet_enroll);
+        let c = load("[mqtt]\nenabled = true\ntls = true\nca_file = \"ca.pem\"\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.port, 8883);
+        assert_eq!(
+            c.transport,
+            Transport::Tls {
+                ca_file: "/etc/facegate/ca.pem".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_fix() {
+        for (mqtt, needles) in [
+            (
+                "allow_remote_unlock = true",
+                &["allow_remote_unlock", "username and password_file"][..],
+            ),
+            ("username = \"u\"", &["username", "password_file"]),
+            ("tls = true", &["ca_file"]),
+            ("ca_file = \"x.pem\"", &["tls = true"]),
+            ("site = \"a/b\"", &["site", "one topic level"]),
+            ("door = \"#\"", &["door"]),
+            ("queue = 0", &["queue"]),
+            ("reconnect_max_s = nan", &["reconnect_max_s"]),
+            (
+                "fleet_enroll = true",
+                &["fleet_enroll", "store", "admin_keys"],
+            ),
+            ("max_bundle_mb = 0", &["max_bundle_mb"]),
+            ("unknown_key = 1", &["unknown_key"]),
+        ] {
+            let e = load(&format!("[mqtt]\nenabled = true\n{mqtt}\n")).expect_err(mqtt);
+            for n in needles {
+                assert!(e.contains(n), "{mqtt}: {e:?} does not name {n:?}");
+            }
+        }
+        let ok = load("[mqtt]\nenabled = true\nusername = \"u\"\npassword_file = \"p\"\nallow_remote_unlock = true\n");
+        assert!(ok.unwrap().unwrap().allow_remote_unlock);
+    }
+
+    /// config/facegate.toml documents every `[mqtt]` key, and its section loads.
+    #[test]
+    fn the_shipped_config_documents_every_key() {
+        let text = include_str!("../../config/facegate.toml");
+        let section = &text[text
+            .find("\n[mqtt]")
+            .expect("[mqtt] in config/facegate.toml")..];
+        let keys = [
+            "enabled",
+            "host",
+            "port",
+            "tls",
+            "ca_file",
+            "username",
+            "password_file",
+            "client_id",
+            "topic_prefix",
+            "site",
+            "door",
+            "discovery",
+            "discovery_prefix",
+            "publish_person",
+            "queue",
+            "keep_alive_s",
+            "reconnect_max_s",
+            "health_interval_s",
+            "held_open_s",
+            "allow_remote_unlock",
+            "fleet_enroll",
+            "max_bundle_mb",
+            "spool_dir",
+        ];
+        for k in keys {
+            assert!(
+                section.contains(&format!("\n{k} = ")) || section.contains(&format!("# {k} = ")),
+                "{k} undocumented"
+            );
+        }
+        // the list above is every field: a file with all of them parses
+        let all: String = keys.iter().map(|k| format!("{k} = 0\n")).collect();
+        let e = toml::from_str::<MqttFile>(&all).unwrap_err().to_string();
+        assert!(!e.contains("unknown field"), "{e}");
     }
 }

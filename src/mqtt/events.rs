@@ -346,3 +346,115 @@ impl Publisher {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publisher(person: bool) -> Publisher {
+        let mut c =
+            crate::mqtt::MqttConfig::admin("b", None, None, None, "facegate", "hq").unwrap();
+        c.door = "front".into();
+        c.publish_person = person;
+        Publisher::new(&c)
+    }
+
+    fn name_of(id: &str) -> Option<String> {
+        (id == "alice").then(|| "Alice Martin".to_string())
+    }
+
+    fn events(msgs: &[Msg]) -> Vec<Value> {
+        msgs.iter()
+            .filter(|m| m.topic == "facegate/hq/front/event")
+            .map(|m| serde_json::from_slice(&m.payload).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn decisions_map_to_events_by_reason_code_and_person_only_when_allowed() {
+        let unlock = json!({"decision": "unlock", "person": "alice", "distance": 0.3});
+        let mut p = publisher(false);
+        let out = p.on_audit(Event::Decision, &unlock, Some(7), &name_of);
+        let e = &events(&out)[0];
+        assert_eq!(
+            (e["event_type"].as_str(), e["seq"].as_u64()),
+            (Some("recognised"), Some(7))
+        );
+        assert!(e.get("person").is_none() && e.get("name").is_none(), "{e}");
+        assert!(!String::from_utf8_lossy(&out[1].payload).contains("alice"));
+        let mut p = publisher(true);
+        let e = &events(&p.on_audit(Event::Decision, &unlock, Some(7), &name_of))[0];
+        assert_eq!(
+            (e["person"].as_str(), e["name"].as_str()),
+            (Some("alice"), Some("Alice Martin"))
+        );
+        // an unlock whose record could not be written was refused: not "recognised"
+        let e = &events(&p.on_audit(Event::Decision, &unlock, None, &name_of))[0];
+        assert_eq!(
+            (e["event_type"].as_str(), e["reason_code"].as_str()),
+            (Some("denied"), Some("audit_unavailable"))
+        );
+        for (code, kind) in [
+            ("unknown_face", "unknown"),
+            ("presentation_attack", "presentation_attack"),
+            ("outside_schedule", "denied"),
+        ] {
+            let deny = json!({"decision": "deny", "reason": "x", "reason_code": code});
+            let e = &events(&p.on_audit(Event::Decision, &deny, Some(9), &name_of))[0];
+            assert_eq!(e["event_type"], kind, "{code}");
+            assert!(EVENT_TYPES.contains(&kind));
+        }
+    }
+
+    #[test]
+    fn door_and_camera_records_drive_the_retained_states() {
+        let mut p = publisher(false);
+        let state = |msgs: Vec<Msg>, topic: &str| {
+            msgs.into_iter()
+                .find(|m| m.retain && m.topic.ends_with(topic))
+                .map(|m| String::from_utf8(m.payload).unwrap())
+        };
+        let door = |e: &str| json!({ "event": e });
+        let none = |_: &str| None;
+        assert_eq!(
+            state(
+                p.on_audit(Event::Door, &door("unlocked"), Some(1), &none),
+                "/lock"
+            )
+            .as_deref(),
+            Some("UNLOCKED")
+        );
+        assert_eq!(
+            state(
+                p.on_audit(Event::Door, &door("relocked"), Some(2), &none),
+                "/lock"
+            )
+            .as_deref(),
+            Some("LOCKED")
+        );
+        assert_eq!(
+            state(
+                p.on_audit(Event::Door, &door("output_fault"), Some(3), &none),
+                "/lock"
+            )
+            .as_deref(),
+            Some("JAMMED")
+        );
+        let forced = p.on_audit(Event::Door, &door("forced_open"), Some(4), &none);
+        assert_eq!(events(&forced)[0]["event_type"], "door_forced");
+        assert_eq!(state(forced, "/contact").as_deref(), Some("ON"));
+        let lost = p.on_audit(
+            Event::CameraLost,
+            &json!({"reason": "unplugged"}),
+            Some(5),
+            &none,
+        );
+        assert_eq!(events(&lost)[0]["event_type"], "camera_lost");
+        assert_eq!(state(lost, "/camera").as_deref(), Some("OFF"));
+        // held open: reported once, after held_open
+        p.held_open = Duration::ZERO;
+        let held = events(&p.tick(10, (5, "ab"), 0));
+        assert_eq!(held[0]["event_type"], "door_held_open");
+        assert!(events(&p.tick(10, (5, "ab"), 0)).is_empty());
+    }
+}

@@ -86,14 +86,15 @@ pub fn pack(dir: &Path) -> Result<Vec<u8>> {
 /// empty or absolute parts), at most 8 levels.
 fn safe_rel(path: &str) -> std::result::Result<PathBuf, String> {
     let p = Path::new(path);
+    // the written parts themselves (Path::components would quietly drop `//` and `/./`)
     let ok = !path.is_empty()
         && path.len() <= 512
         && !path.contains(['\\', '\0'])
-        && p.components().count() <= 8
-        && p.components().all(|c| match c {
-            Component::Normal(n) => !n.to_string_lossy().starts_with('.'),
-            _ => false,
-        });
+        && path.split('/').count() <= 8
+        && path
+            .split('/')
+            .all(|s| !s.is_empty() && !s.starts_with('.'))
+        && p.components().all(|c| matches!(c, Component::Normal(_)));
     if ok {
         Ok(p.to_path_buf())
     } else {
@@ -293,4 +294,91 @@ pub fn publish(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let files: Vec<PackedFile> = files
+            .iter()
+            .map(|(p, d)| PackedFile {
+                path: p.to_string(),
+                data: b64.encode(d),
+            })
+            .collect();
+        serde_json::to_vec(&Packed {
+            format: FORMAT.into(),
+            files,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn unpack_refuses_paths_leaving_the_bundle_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, bad) in [
+            "../x",
+            "/etc/passwd",
+            "a/../../x",
+            ".hidden",
+            "a//b/./c",
+            "a\\b",
+            "",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let dest = dir.path().join(format!("b{i}"));
+            let e = unpack(&payload(&[("manifest.toml", b"m"), (bad, b"x")]), &dest).unwrap_err();
+            assert!(e.contains("plain relative path"), "{bad}: {e}");
+            assert!(!dir.path().join("x").exists());
+        }
+        let e = unpack(
+            &payload(&[("manifest.toml", b"m"), ("a.jpg", b"1"), ("a.jpg", b"2")]),
+            &dir.path().join("dup"),
+        )
+        .unwrap_err();
+        assert!(e.contains("listed twice"), "{e}");
+        let e = unpack(&payload(&[("a.jpg", b"1")]), &dir.path().join("nomanifest")).unwrap_err();
+        assert!(e.contains("manifest.toml"), "{e}");
+        let e = unpack(b"\x00garbage", &dir.path().join("garbage")).unwrap_err();
+        assert!(e.contains(FORMAT), "{e}");
+        unpack(
+            &payload(&[("manifest.toml", b"m"), ("people/a.jpg", b"1")]),
+            &dir.path().join("ok"),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("ok/people/a.jpg")).unwrap(),
+            b"1"
+        );
+    }
+
+    #[test]
+    fn a_payload_is_spooled_once_and_an_oversized_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let mut f = Fleet::new(spool.clone(), 1 << 20);
+        let p = payload(&[("manifest.toml", b"m")]);
+        assert_eq!(f.receive(&p), None);
+        let sha = crate::fsutil::sha256_hex(&p);
+        assert!(spool.join(&sha).join("facegate/manifest.toml").is_file());
+        assert_eq!(f.receive(&p), None, "in progress: not spooled again");
+        assert_eq!(
+            finished(&spool, &spool.join(&sha).join("facegate")),
+            Some(sha.clone())
+        );
+        assert!(!spool.join(&sha).exists());
+        assert_eq!(f.receive(&p), None, "handled: not again");
+        assert!(!spool.join(&sha).exists());
+        assert_eq!(finished(&spool, Path::new("/media/usb/facegate")), None);
+        let mut small = Fleet::new(dir.path().join("s2"), 8);
+        assert!(matches!(
+            small.receive(&p),
+            Some(Inbound::BundleRefused { .. })
+        ));
+    }
 }
