@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages facegate's build and tests need (idempotent):
 #   libclang: the v4l crate generates its V4L2 bindings with bindgen at build time.
-#   mosquitto: the MQTT broker tests/mqtt.rs starts on a loopback port (issue 14).
+#   mosquitto: the MQTT broker tests/mqtt.rs starts on a loopback port (issue 14); openssl
+#   makes the certificates of its TLS test.
 # Rust itself comes from rustup (https://rustup.rs); everything else comes from crates.io.
 #
 # Detection: bindgen (clang-sys) loads `libclang.so`, `libclang-N.so` or `libclang.so.N`. Debian's
@@ -61,6 +62,10 @@ fi
 if ! have_mosquitto; then
   echo "facegate: installing mosquitto (the MQTT broker the tests start, tests/mqtt.rs)" >&2
   packages+=(mosquitto)
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "facegate: installing openssl (tests/mqtt.rs makes the TLS test's certificates with it)" >&2
+  packages+=(openssl)
 fi
 if [ "${#packages[@]}" -eq 0 ]; then
   exit 0
