@@ -429,9 +429,12 @@ impl ConnThread {
     fn run(mut self, mut connection: Connection) {
         let mut backoff = Duration::from_millis(500);
         let mut outage_logged = false;
-        while !self.shared.stop.load(Ordering::Relaxed) {
+        // Runs until the DISCONNECT that `Mqtt::drop` requests has gone out (a clean goodbye:
+        // the broker then keeps the retained `offline` and does not publish the last will).
+        loop {
             match connection.recv() {
                 Err(_) => return, // every client handle dropped
+                Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) => return,
                 Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                     backoff = Duration::from_millis(500);
                     outage_logged = false;
