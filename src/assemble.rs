@@ -29,8 +29,10 @@ use crate::enroll::store::Store;
 use crate::enroll::watch::{self, WatchConfig, WatchHandle};
 use crate::enroll::EnrollError;
 use crate::error::{Error, Result};
+use crate::face::liveness::LivenessModels;
 use crate::face::pick::{enrolment_face, FacePick};
 use crate::face::{Face, FaceEngine, FaceModels};
+use crate::frame::{LivenessCheck, NoLiveness, PadCheck};
 use crate::gallery::{Gallery, Person};
 use crate::imageio::load_rgb;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,20 @@ pub fn door_config(cfg: &Config) -> DoorConfig {
         max_pulse: Duration::from_millis(cfg.lock.max_unlock_ms),
         ..DoorConfig::default()
     }
+}
+
+/// The presentation-attack check `[liveness]` asks for, its models loaded (and verified) once:
+/// MiniFASNet by default, or nothing when it is turned off.
+pub fn liveness_check(cfg: &Config, models: &FaceModels) -> Result<Box<dyn LivenessCheck>> {
+    let l = &cfg.liveness;
+    if !l.enabled {
+        return Ok(Box::new(NoLiveness));
+    }
+    let pad = LivenessModels::load(&models.dir, l.models)?;
+    let threshold = l.threshold.unwrap_or(pad.threshold);
+    let mut worker = pad.worker()?;
+    worker.set_threads(l.threads);
+    Ok(Box::new(PadCheck::new(worker, threshold)))
 }
 
 /// The lock output the configuration asks for.

@@ -454,6 +454,58 @@ struct Opened {
     line_hash_at: Option<String>,
 }
 
+/// What [`AuditLog::open_sealed`] found when it compared the log with its seal.
+enum SealFinding {
+    /// The log's head is the sealed one (or follows it and was just sealed).
+    Matches,
+    /// The log was never sealed: its first `audit_sealed` record, with these fields, is due.
+    FirstSeal(Value),
+    /// Tampering: an `audit_tamper` record with these fields; `kind` is its `problem`.
+    Tampered { kind: &'static str, fields: Value },
+}
+
+/// The log's last line after [`AuditLog::settle_tail`].
+#[derive(Default)]
+struct SettledTail {
+    /// The last whole line and its 1-based number.
+    last: Option<(u64, Vec<u8>)>,
+    /// A torn fragment that was cut off (to be recorded).
+    torn: Option<Vec<u8>>,
+}
+
+/// Maps an I/O error on the log at `path` to [`AuditError::Io`], saying what was being done.
+fn io_err<'p>(
+    path: &'p Path,
+    action: &'static str,
+) -> impl FnOnce(std::io::Error) -> AuditError + 'p {
+    move |source| AuditError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// Opens the log for reading and appending, creating it (and making its directory entry
+/// durable) if it does not exist.
+fn open_for_append(path: &Path) -> Result<File, AuditError> {
+    let created = !path.exists();
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io_err(path, "open"))?;
+    if created {
+        // Make the new directory entry durable too.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(path, "sync the directory"))?;
+        }
+    }
+    Ok(file)
+}
+
 impl AuditLog {
     /// Opens (or creates) the log at `path`, checks the last record and continues its chain.
     /// A torn final line is cut off and recorded (see the [module docs](self)). The head is
@@ -496,108 +548,139 @@ impl AuditLog {
     /// chain continues from the log's actual tail (see the [module docs](self) for why the
     /// daemon keeps running). [`tamper_at_open`](Self::tamper_at_open) tells what was found.
     pub fn open_sealed(path: impl AsRef<Path>, seal: Arc<Seal>) -> Result<Self, AuditError> {
-        let path = path.as_ref();
         let sealed = seal.state().audit;
         let Opened {
             mut log,
             torn,
             line_hash_at,
-        } = AuditLog::open_inner(path, sealed.as_ref().map(|h| h.seq))?;
+        } = AuditLog::open_inner(path.as_ref(), sealed.as_ref().map(|h| h.seq))?;
+        log.seal = Some(seal.clone());
+        let finding = log.compare_with_seal(&seal, sealed.as_ref(), line_hash_at)?;
+        if let Some(fragment) = torn {
+            log.record_torn(&fragment)?;
+        }
+        log.record_finding(finding)?;
+        Ok(log)
+    }
+
+    /// Compares the log's head with the head kept in `seal` (`sealed`; `line_hash_at` is the
+    /// hash of the log's line at the sealed `seq`). Records written after the last seal (a
+    /// power cut between an append and the seal) are sealed here; anything else that differs
+    /// is tampering, logged here and recorded by [`record_finding`](Self::record_finding).
+    fn compare_with_seal(
+        &mut self,
+        seal: &Seal,
+        sealed: Option<&Head>,
+        line_hash_at: Option<String>,
+    ) -> Result<SealFinding, AuditError> {
         let found = Head {
-            seq: log.next_seq - 1,
-            hash: log.prev.clone(),
+            seq: self.next_seq - 1,
+            hash: self.prev.clone(),
         };
         let seal_path = seal.path().display().to_string();
-        log.seal = Some(seal.clone());
-        let mut finding: Option<(&'static str, Value)> = None;
-        match &sealed {
-            None => {
-                let facts = scan(path).map_err(|source| AuditError::Io {
-                    path: path.to_path_buf(),
-                    action: "read",
-                    source,
-                })?;
-                finding = Some(match facts.sealed_at {
-                    Some(since) => (
-                        "seal_missing",
-                        serde_json::json!({
-                            "problem": "seal_missing", "seal": seal_path, "sealed_since_seq": since,
-                            "found_seq": found.seq, "found_hash": found.hash,
-                            "fix": "the seal was deleted or replaced by an empty one: restore it from backup to check the log against it; records may have been removed before this point",
-                        }),
-                    ),
-                    None => (
-                        "",
-                        serde_json::json!({
-                            "seal": seal_path, "head_seq": found.seq, "head_hash": found.hash,
-                            "max_version": seal.state().max_version,
-                        }),
-                    ),
-                });
-            }
-            Some(h) if *h == found => {}
+        match sealed {
+            None => self.never_sealed_or_seal_missing(seal, &seal_path, found),
+            Some(h) if *h == found => Ok(SealFinding::Matches),
             Some(h) if h.seq < found.seq && line_hash_at.as_deref() == Some(h.hash.as_str()) => {
                 // Written after the last seal (a power cut between the append and the seal).
                 log::warn!(
                     "audit log {}: {} record(s) after the sealed head (seq {}) were not sealed \
                      (power cut after an append?); sealing the head at seq {}",
-                    path.display(),
+                    self.path.display(),
                     found.seq - h.seq,
                     h.seq,
                     found.seq
                 );
-                log.seal_head()?;
+                self.seal_head()?;
+                Ok(SealFinding::Matches)
             }
-            Some(h) => {
-                let status = if found.seq == 0 {
-                    SealStatus::Missing { sealed: h.clone() }
-                } else if found.seq < h.seq {
-                    SealStatus::Truncated {
-                        sealed: h.clone(),
-                        found: found.clone(),
-                    }
-                } else {
-                    SealStatus::Replaced {
-                        sealed: h.clone(),
-                        found: Head {
-                            seq: h.seq,
-                            hash: line_hash_at.clone().unwrap_or_default(),
-                        },
-                    }
-                };
-                log::error!("audit log {}: TAMPERING: {status}", path.display());
-                finding = Some((
-                    status.kind(),
-                    serde_json::json!({
-                        "problem": status.kind(), "seal": seal_path,
-                        "sealed_seq": h.seq, "sealed_hash": h.hash,
-                        "found_seq": found.seq, "found_hash": found.hash,
-                        "fix": "keep the log and the seal as evidence and compare with an exported head (MQTT, remote syslog); the chain continues from the records that are left",
-                    }),
-                ));
+            Some(h) => Ok(self.tampered(&seal_path, h, found, line_hash_at)),
+        }
+    }
+
+    /// The seal holds no audit head: either the log was never sealed (its first
+    /// `audit_sealed` record is due) or it was, and the seal was deleted or emptied
+    /// (`seal_missing`, found from the log's own `audit_sealed` record).
+    fn never_sealed_or_seal_missing(
+        &self,
+        seal: &Seal,
+        seal_path: &str,
+        found: Head,
+    ) -> Result<SealFinding, AuditError> {
+        let facts = scan(&self.path).map_err(io_err(&self.path, "read"))?;
+        let Some(since) = facts.sealed_at else {
+            return Ok(SealFinding::FirstSeal(serde_json::json!({
+                "seal": seal_path, "head_seq": found.seq, "head_hash": found.hash,
+                "max_version": seal.state().max_version,
+            })));
+        };
+        log::error!(
+            "audit log {}: TAMPERING: the seal {seal_path} is missing but the log was \
+             sealed before; recording it",
+            self.path.display()
+        );
+        Ok(SealFinding::Tampered {
+            kind: "seal_missing",
+            fields: serde_json::json!({
+                "problem": "seal_missing", "seal": seal_path, "sealed_since_seq": since,
+                "found_seq": found.seq, "found_hash": found.hash,
+                "fix": "the seal was deleted or replaced by an empty one: restore it from backup to check the log against it; records may have been removed before this point",
+            }),
+        })
+    }
+
+    /// The log's head `found` is not the sealed head `h` and does not follow it: the log was
+    /// deleted, truncated or replaced ([`SealStatus`]).
+    fn tampered(
+        &self,
+        seal_path: &str,
+        h: &Head,
+        found: Head,
+        line_hash_at: Option<String>,
+    ) -> SealFinding {
+        let status = if found.seq == 0 {
+            SealStatus::Missing { sealed: h.clone() }
+        } else if found.seq < h.seq {
+            SealStatus::Truncated {
+                sealed: h.clone(),
+                found: found.clone(),
             }
+        } else {
+            SealStatus::Replaced {
+                sealed: h.clone(),
+                found: Head {
+                    seq: h.seq,
+                    hash: line_hash_at.unwrap_or_default(),
+                },
+            }
+        };
+        log::error!("audit log {}: TAMPERING: {status}", self.path.display());
+        SealFinding::Tampered {
+            kind: status.kind(),
+            fields: serde_json::json!({
+                "problem": status.kind(), "seal": seal_path,
+                "sealed_seq": h.seq, "sealed_hash": h.hash,
+                "found_seq": found.seq, "found_hash": found.hash,
+                "fix": "keep the log and the seal as evidence and compare with an exported head (MQTT, remote syslog); the chain continues from the records that are left",
+            }),
         }
-        if let Some(fragment) = torn {
-            log.record_torn(&fragment)?;
-        }
+    }
+
+    /// Appends what [`compare_with_seal`](Self::compare_with_seal) found: the first
+    /// `audit_sealed` record, or an `audit_tamper` record (remembered for
+    /// [`tamper_at_open`](Self::tamper_at_open)).
+    fn record_finding(&mut self, finding: SealFinding) -> Result<(), AuditError> {
         match finding {
-            Some(("", fields)) => {
-                log.append(Event::AuditSealed, fields)?;
+            SealFinding::Matches => {}
+            SealFinding::FirstSeal(fields) => {
+                self.append(Event::AuditSealed, fields)?;
             }
-            Some((kind, fields)) => {
-                if kind == "seal_missing" {
-                    log::error!(
-                        "audit log {}: TAMPERING: the seal {seal_path} is missing but the log was \
-                         sealed before; recording it",
-                        path.display()
-                    );
-                }
-                log.tamper_at_open = Some(kind);
-                log.append(Event::AuditTamper, fields)?;
+            SealFinding::Tampered { kind, fields } => {
+                self.tamper_at_open = Some(kind);
+                self.append(Event::AuditTamper, fields)?;
             }
-            None => {}
         }
-        Ok(log)
+        Ok(())
     }
 
     /// What [`open_sealed`](Self::open_sealed) recorded as tampering: `truncated`, `replaced`,
@@ -606,37 +689,15 @@ impl AuditLog {
         self.tamper_at_open
     }
 
+    /// Opens (or creates) the log, reads its tail (and the hash of line `want_line`), recovers
+    /// a torn last line and continues the chain after the last record.
     fn open_inner(path: &Path, want_line: Option<u64>) -> Result<Opened, AuditError> {
-        let path = path.to_path_buf();
-        let io = |action: &'static str| {
-            let path = path.clone();
-            move |source| AuditError::Io {
-                path,
-                action,
-                source,
-            }
-        };
-        let created = !path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io("open"))?;
-        if created {
-            // Make the new directory entry durable too.
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io("sync the directory"))?;
-            }
-        }
-        let len = file.metadata().map_err(io("stat"))?.len();
+        let mut file = open_for_append(path)?;
+        let len = file.metadata().map_err(io_err(path, "stat"))?.len();
         let (tail, line_hash_at) =
-            read_tail(&mut file, len, want_line).map_err(io("read the tail"))?;
-
+            read_tail(&mut file, len, want_line).map_err(io_err(path, "read the tail"))?;
         let mut log = AuditLog {
-            path: path.clone(),
+            path: path.to_path_buf(),
             file,
             next_seq: 1,
             prev: GENESIS_PREV.to_string(),
@@ -645,67 +706,85 @@ impl AuditLog {
             seal: None,
             tamper_at_open: None,
         };
-        let mut torn: Option<Vec<u8>> = None;
-        let last_line: Option<(u64, Vec<u8>)> = match tail {
-            Tail::Empty => None,
-            Tail::Terminated { line, line_no } => Some((line_no, line)),
-            Tail::Unterminated {
-                complete,
-                fragment,
-                fragment_start,
-                line_no,
-            } => {
-                if parse_record(&fragment).is_ok_and(|p| p.own_hash_ok) {
-                    // Torn just before the newline: the record is whole; terminate it.
-                    log.write_raw(b"\n")?;
-                    Some((line_no, fragment))
-                } else {
-                    log::warn!(
-                        "audit log {}: the last line is incomplete ({} bytes, a write torn by \
-                         a power loss?); cutting it off and recording it",
-                        path.display(),
-                        fragment.len()
-                    );
-                    log.file.set_len(fragment_start).map_err(io("truncate"))?;
-                    log.file.sync_data().map_err(io("sync"))?;
-                    log.len = fragment_start;
-                    torn = Some(fragment);
-                    complete.map(|l| (line_no - 1, l))
-                }
-            }
-        };
-        if let Some((line_no, line)) = last_line {
-            let p = parse_record(&line).map_err(|reason| AuditError::CorruptTail {
-                path: path.clone(),
-                line: line_no,
-                reason,
-            })?;
-            if !p.own_hash_ok {
-                return Err(AuditError::CorruptTail {
-                    path: path.clone(),
-                    line: line_no,
-                    reason: format!("its hash does not match its content (stored {})", p.hash),
-                });
-            }
-            // A forged last record may carry any seq: continuing from u64::MAX would overflow.
-            if p.seq >= MAX_SEQ {
-                return Err(AuditError::CorruptTail {
-                    path: path.clone(),
-                    line: line_no,
-                    reason: format!(
-                        "its seq {} is beyond any real log (at most {MAX_SEQ})",
-                        p.seq
-                    ),
-                });
-            }
-            log.next_seq = p.seq + 1;
-            log.prev = sha256_hex(&line);
+        let SettledTail { last, torn } = log.settle_tail(tail)?;
+        if let Some((line_no, line)) = last {
+            log.continue_after(line_no, &line)?;
         }
         Ok(Opened {
             log,
             torn,
             line_hash_at,
         })
+    }
+
+    /// Settles an unterminated last line: a whole record torn just before its newline is
+    /// terminated; anything else is cut off the file (and returned, to be recorded).
+    fn settle_tail(&mut self, tail: Tail) -> Result<SettledTail, AuditError> {
+        let (complete, fragment, fragment_start, line_no) = match tail {
+            Tail::Empty => return Ok(SettledTail::default()),
+            Tail::Terminated { line, line_no } => {
+                return Ok(SettledTail {
+                    last: Some((line_no, line)),
+                    torn: None,
+                })
+            }
+            Tail::Unterminated {
+                complete,
+                fragment,
+                fragment_start,
+                line_no,
+            } => (complete, fragment, fragment_start, line_no),
+        };
+        if parse_record(&fragment).is_ok_and(|p| p.own_hash_ok) {
+            // Torn just before the newline: the record is whole; terminate it.
+            self.write_raw(b"\n")?;
+            return Ok(SettledTail {
+                last: Some((line_no, fragment)),
+                torn: None,
+            });
+        }
+        log::warn!(
+            "audit log {}: the last line is incomplete ({} bytes, a write torn by \
+             a power loss?); cutting it off and recording it",
+            self.path.display(),
+            fragment.len()
+        );
+        self.file
+            .set_len(fragment_start)
+            .map_err(io_err(&self.path, "truncate"))?;
+        self.file.sync_data().map_err(io_err(&self.path, "sync"))?;
+        self.len = fragment_start;
+        Ok(SettledTail {
+            last: complete.map(|l| (line_no - 1, l)),
+            torn: Some(fragment),
+        })
+    }
+
+    /// Continues the chain after the last record `line` (line `line_no`), which must be a
+    /// whole record with a believable `seq`.
+    fn continue_after(&mut self, line_no: u64, line: &[u8]) -> Result<(), AuditError> {
+        let corrupt = |reason: String| AuditError::CorruptTail {
+            path: self.path.clone(),
+            line: line_no,
+            reason,
+        };
+        let p = parse_record(line).map_err(corrupt)?;
+        if !p.own_hash_ok {
+            return Err(corrupt(format!(
+                "its hash does not match its content (stored {})",
+                p.hash
+            )));
+        }
+        // A forged last record may carry any seq: continuing from u64::MAX would overflow.
+        if p.seq >= MAX_SEQ {
+            return Err(corrupt(format!(
+                "its seq {} is beyond any real log (at most {MAX_SEQ})",
+                p.seq
+            )));
+        }
+        self.next_seq = p.seq + 1;
+        self.prev = sha256_hex(line);
+        Ok(())
     }
 
     fn record_torn(&mut self, fragment: &[u8]) -> Result<(), AuditError> {
@@ -1038,27 +1117,8 @@ fn verify_inner(
     path: &Path,
     want: Option<u64>,
 ) -> Result<(VerifyReport, Option<String>), AuditError> {
-    let io = |action: &'static str| {
-        move |source| AuditError::Io {
-            path: path.to_path_buf(),
-            action,
-            source,
-        }
-    };
-    let file = File::open(path).map_err(io("open"))?;
+    let file = File::open(path).map_err(io_err(path, "open"))?;
     let mut reader = BufReader::new(file);
-    let read_line = |reader: &mut BufReader<File>| -> std::io::Result<Option<(Vec<u8>, bool)>> {
-        let mut buf = Vec::new();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(None);
-        }
-        let terminated = buf.last() == Some(&b'\n');
-        if terminated {
-            buf.pop();
-        }
-        Ok(Some((buf, terminated)))
-    };
-
     let mut report = VerifyReport {
         records: 0,
         first_bad: None,
@@ -1066,60 +1126,21 @@ fn verify_inner(
         tamper_records: Vec::new(),
     };
     let mut at_want = None;
-    let mut expected = 1u64;
     let mut line_no = 0u64;
-    let mut next = read_line(&mut reader).map_err(io("read"))?;
+    // One line of lookahead: a torn tail is only the last line, and a reordering is told
+    // from a deletion by the line after.
+    let mut next = read_line(&mut reader).map_err(io_err(path, "read"))?;
     while let Some((line, terminated)) = next.take() {
         line_no += 1;
-        next = read_line(&mut reader).map_err(io("read"))?;
-        let is_last = next.is_none();
-        let mut fail = |p: Problem| {
-            report.first_bad = Some((line_no, p));
-        };
-        let parsed = match parse_record(&line) {
-            Ok(p) => p,
-            Err(reason) => {
-                fail(if is_last && !terminated {
-                    Problem::TornTail
-                } else {
-                    Problem::Malformed(reason)
-                });
+        next = read_line(&mut reader).map_err(io_err(path, "read"))?;
+        let after = next.as_ref().map(|(l, _)| l.as_slice());
+        let parsed = match check_line(&line, terminated, after, &report) {
+            Ok(parsed) => parsed,
+            Err(problem) => {
+                report.first_bad = Some((line_no, problem));
                 break;
             }
         };
-        if !parsed.own_hash_ok {
-            fail(Problem::Edited);
-            break;
-        }
-        if parsed.seq > expected {
-            let next_seq = next
-                .as_ref()
-                .and_then(|(l, _)| parse_record(l).ok())
-                .map(|p| p.seq);
-            fail(if next_seq == Some(expected) {
-                Problem::Reordered {
-                    expected,
-                    found: parsed.seq,
-                }
-            } else {
-                Problem::Deleted {
-                    missing_from: expected,
-                    missing_to: parsed.seq - 1,
-                }
-            });
-            break;
-        }
-        if parsed.seq < expected {
-            fail(Problem::Inserted {
-                expected,
-                found: parsed.seq,
-            });
-            break;
-        }
-        if parsed.prev != report.head {
-            fail(Problem::BrokenLink);
-            break;
-        }
         report.records += 1;
         report.head = sha256_hex(&line);
         if parsed.event == Event::AuditTamper.as_str() {
@@ -1128,9 +1149,68 @@ fn verify_inner(
         if want == Some(report.records) {
             at_want = Some(report.head.clone());
         }
-        expected += 1;
     }
     Ok((report, at_want))
+}
+
+/// The next line without its newline, and whether it had one; `None` at the end.
+fn read_line(reader: &mut impl BufRead) -> std::io::Result<Option<(Vec<u8>, bool)>> {
+    let mut buf = Vec::new();
+    if reader.read_until(b'\n', &mut buf)? == 0 {
+        return Ok(None);
+    }
+    let terminated = buf.last() == Some(&b'\n');
+    if terminated {
+        buf.pop();
+    }
+    Ok(Some((buf, terminated)))
+}
+
+/// Checks one line against the chain verified so far (`report`), in order: it is a record
+/// (if not, and it is the unterminated last line, a torn tail), its own hash matches, its
+/// `seq` is the next one (higher: records deleted, or reordered when the line `after` it has
+/// the expected `seq`; lower: inserted), and its `prev` is the hash of the line before.
+fn check_line(
+    line: &[u8],
+    terminated: bool,
+    after: Option<&[u8]>,
+    report: &VerifyReport,
+) -> Result<LineInfo, Problem> {
+    let expected = report.records + 1;
+    let parsed = parse_record(line).map_err(|reason| {
+        if after.is_none() && !terminated {
+            Problem::TornTail
+        } else {
+            Problem::Malformed(reason)
+        }
+    })?;
+    if !parsed.own_hash_ok {
+        return Err(Problem::Edited);
+    }
+    if parsed.seq > expected {
+        let next_seq = after.and_then(|l| parse_record(l).ok()).map(|p| p.seq);
+        return Err(if next_seq == Some(expected) {
+            Problem::Reordered {
+                expected,
+                found: parsed.seq,
+            }
+        } else {
+            Problem::Deleted {
+                missing_from: expected,
+                missing_to: parsed.seq - 1,
+            }
+        });
+    }
+    if parsed.seq < expected {
+        return Err(Problem::Inserted {
+            expected,
+            found: parsed.seq,
+        });
+    }
+    if parsed.prev != report.head {
+        return Err(Problem::BrokenLink);
+    }
+    Ok(parsed)
 }
 
 /// How a log compares with the head kept in its seal ([`verify_sealed`]).
@@ -1276,81 +1356,82 @@ pub fn verify_sealed(
 pub fn check_log(log: &Path, seal: Option<(&Path, &Path)>) -> Result<(String, bool), AuditError> {
     let sealed = match seal {
         None => None,
-        Some((seal_path, key_path)) => {
-            let key = crate::enroll::store::DeviceKey::load(key_path)
-                .map_err(|e| AuditError::Seal(e.to_string()))?;
-            match Seal::read(seal_path, &key).map_err(|e| AuditError::Seal(e.to_string()))? {
-                Some(state) => Some((seal_path, state.audit)),
-                None => {
-                    return Err(AuditError::Seal(format!(
-                        "sealed state {}: missing; restore it from backup to check the log \
-                         against it (the daemon records a missing seal at its next start)",
-                        seal_path.display()
-                    )))
-                }
-            }
-        }
+        Some((seal_path, key_path)) => Some((seal_path, read_sealed_head(seal_path, key_path)?)),
     };
     let (report, status) = verify_sealed(log, sealed.as_ref().and_then(|(_, h)| h.as_ref()))?;
     let mut out = String::new();
     let mut tampered = status.is_tampering();
-    match &report {
-        None => {}
-        Some(r) => match &r.first_bad {
-            None if status.is_tampering() => {
-                out += &format!(
-                    "{}: the chain of the {} records present is intact (head {}), but the seal \
-                     disagrees:\n",
-                    log.display(),
-                    r.records,
-                    r.head
-                )
-            }
-            None => {
-                out += &format!(
-                    "{}: intact, {} records, head {}\n",
-                    log.display(),
-                    r.records,
-                    r.head
-                )
-            }
-            Some((line, problem)) => {
-                out += &format!(
-                    "{}: line {line}: {problem} ({} records verified before it)\n",
-                    log.display(),
-                    r.records
-                );
-                tampered |= problem.is_tampering();
-            }
-        },
-    }
     if let Some(r) = &report {
-        if !r.tamper_records.is_empty() {
-            out += &format!(
-                "{}: note: {} audit_tamper record(s) (seq {:?}): the daemon found the log \
-                 tampered with at those starts; see them with `grep audit_tamper {}`\n",
-                log.display(),
-                r.tamper_records.len(),
-                r.tamper_records,
-                log.display()
-            );
-        }
+        out += &describe_chain(log, r, &status);
+        tampered |= r.first_bad.as_ref().is_some_and(|(_, p)| p.is_tampering());
+        out += &describe_tamper_records(log, r);
     }
-    match &sealed {
-        None => {
-            out += &format!(
-                "{}: head not checked against a seal, so removed final records cannot be seen; \
-                 pass --config FILE (or --seal FILE --key FILE)\n",
-                log.display()
-            )
-        }
-        Some((seal_path, _)) => {
-            out += &format!(
-                "{} (seal {}): {status}\n",
-                log.display(),
-                seal_path.display()
-            )
-        }
-    }
+    out += &match &sealed {
+        None => format!(
+            "{}: head not checked against a seal, so removed final records cannot be seen; \
+             pass --config FILE (or --seal FILE --key FILE)\n",
+            log.display()
+        ),
+        Some((seal_path, _)) => format!(
+            "{} (seal {}): {status}\n",
+            log.display(),
+            seal_path.display()
+        ),
+    };
     Ok((out, tampered))
+}
+
+/// The audit head kept in the sealed state `seal_path` (authenticated with the device key at
+/// `key_path`); a missing seal is an error naming the fix.
+fn read_sealed_head(seal_path: &Path, key_path: &Path) -> Result<Option<Head>, AuditError> {
+    let key = crate::enroll::store::DeviceKey::load(key_path)
+        .map_err(|e| AuditError::Seal(e.to_string()))?;
+    match Seal::read(seal_path, &key).map_err(|e| AuditError::Seal(e.to_string()))? {
+        Some(state) => Ok(state.audit),
+        None => Err(AuditError::Seal(format!(
+            "sealed state {}: missing; restore it from backup to check the log \
+             against it (the daemon records a missing seal at its next start)",
+            seal_path.display()
+        ))),
+    }
+}
+
+/// The line of [`check_log`] about the chain itself: intact, intact but the seal disagrees,
+/// or the first bad line.
+fn describe_chain(log: &Path, r: &VerifyReport, status: &SealStatus) -> String {
+    match &r.first_bad {
+        None if status.is_tampering() => format!(
+            "{}: the chain of the {} records present is intact (head {}), but the seal \
+             disagrees:\n",
+            log.display(),
+            r.records,
+            r.head
+        ),
+        None => format!(
+            "{}: intact, {} records, head {}\n",
+            log.display(),
+            r.records,
+            r.head
+        ),
+        Some((line, problem)) => format!(
+            "{}: line {line}: {problem} ({} records verified before it)\n",
+            log.display(),
+            r.records
+        ),
+    }
+}
+
+/// The note of [`check_log`] about `audit_tamper` records in the chain (empty if none).
+fn describe_tamper_records(log: &Path, r: &VerifyReport) -> String {
+    if r.tamper_records.is_empty() {
+        return String::new();
+    }
+    format!(
+        "{}: note: {} audit_tamper record(s) (seq {:?}): the daemon found the log \
+         tampered with at those starts; see them with `grep audit_tamper {}`\n",
+        log.display(),
+        r.tamper_records.len(),
+        r.tamper_records,
+        log.display()
+    )
 }

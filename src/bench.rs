@@ -4,12 +4,14 @@
 //! Each input photo is first turned into a camera-like frame (fitted into e.g. 640x480 and
 //! JPEG-encoded in memory), so "decode" is the cost of an MJPEG camera frame. Each frame then
 //! goes through [`crate::frame::evidence`], the daemon's own per-frame function (largest face,
-//! quality gates before encoding, match, access rules), so the figures are the door's.
+//! quality gates before encoding, match, access rules, liveness on matched faces), so the
+//! figures are the door's.
 
 use crate::error::{Error, Result};
 use crate::face::encode::{Embedding, EMBEDDING_DIM};
+use crate::face::liveness::{LivenessChoice, LivenessModels};
 use crate::face::{FaceEngine, FaceModels, ModelOptions};
-use crate::frame::{FrameTimes, NoLiveness, DOOR_PICK};
+use crate::frame::{FrameTimes, LivenessCheck, NoLiveness, PadCheck, DOOR_PICK};
 use crate::gallery::{Gallery, Person};
 use crate::imageio::{decode_rgb, load_rgb};
 use crate::policy::{Evidence, PolicySettings};
@@ -25,6 +27,10 @@ pub struct BenchOptions {
     pub gallery_size: usize,
     /// The quality gates the door applies (`[policy]`); faces that fail them are not encoded.
     pub policy: PolicySettings,
+    /// Presentation-attack detection on matched faces, as the door runs it by default
+    /// (`[liveness]`: MiniFASNet v2 at the manifest's threshold); `false` times the pipeline
+    /// without it.
+    pub liveness: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,13 +58,14 @@ pub struct BenchReport {
     pub threads: Option<usize>,
 }
 
-const STAGES: [&str; 7] = [
+const STAGES: [&str; 8] = [
     "decode",
     "detect",
     "landmarks",
     "align",
     "encode",
     "match",
+    "liveness",
     "total",
 ];
 
@@ -129,12 +136,13 @@ fn stats(stage: &'static str, mut v: Vec<Duration>) -> StageStats {
 pub type StageTimes = [Duration; STAGES.len()];
 
 /// One camera frame (JPEG) through the daemon's per-frame path: decode, then
-/// [`crate::frame::evidence`] (no liveness hook, as the daemon by default). Returns the policy's
-/// input for the frame and the time of each stage.
+/// [`crate::frame::evidence`] with the given liveness check (run on matched faces only).
+/// Returns the policy's input for the frame and the time of each stage.
 pub fn time_frame(
     engine: &mut FaceEngine,
     gallery: &Gallery,
     policy: &PolicySettings,
+    liveness: &mut dyn LivenessCheck,
     jpeg: &[u8],
 ) -> Result<(Evidence, StageTimes)> {
     let mut t = [Duration::ZERO; STAGES.len()];
@@ -142,13 +150,14 @@ pub fn time_frame(
     let img = decode_rgb(jpeg, Path::new("frame"))?;
     t[0] = s.elapsed();
     let mut ft = FrameTimes::default();
-    let evidence = crate::frame::evidence(engine, gallery, policy, &mut NoLiveness, &img, &mut ft)?;
+    let evidence = crate::frame::evidence(engine, gallery, policy, liveness, &img, &mut ft)?;
     t[1] = ft.detect;
     t[2] = ft.landmarks;
     t[3] = ft.align;
     t[4] = ft.encode;
     t[5] = ft.matching;
-    t[6] = t[..6].iter().sum();
+    t[6] = ft.liveness;
+    t[7] = t[..7].iter().sum();
     Ok((evidence, t))
 }
 
@@ -169,8 +178,15 @@ pub fn run(model_opts: &ModelOptions, opts: &BenchOptions) -> Result<BenchReport
     }
     let t0 = Instant::now();
     let models = FaceModels::load(model_opts)?;
-    let model_load = t0.elapsed();
     let mut engine = models.engine()?;
+    let mut liveness: Box<dyn LivenessCheck> = if opts.liveness {
+        let pad = LivenessModels::load(&models.dir, LivenessChoice::default())?;
+        let threshold = pad.threshold;
+        Box::new(PadCheck::new(pad.worker()?, threshold))
+    } else {
+        Box::new(NoLiveness)
+    };
+    let model_load = t0.elapsed();
     let mut frames = Vec::new();
     for p in &opts.images {
         frames.push(to_camera_frame(&load_rgb(p)?, opts.frame)?);
@@ -191,7 +207,8 @@ pub fn run(model_opts: &ModelOptions, opts: &BenchOptions) -> Result<BenchReport
     let (mut without_face, mut low_quality) = (0, 0);
     for run in 0..opts.runs.max(1) {
         for f in &frames {
-            let (evidence, t) = time_frame(&mut engine, &gallery, &opts.policy, f)?;
+            let (evidence, t) =
+                time_frame(&mut engine, &gallery, &opts.policy, liveness.as_mut(), f)?;
             match evidence {
                 Evidence::NoFace => {
                     if run == 0 {

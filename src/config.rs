@@ -10,6 +10,7 @@
 
 use crate::door::line::LineSpec;
 use crate::error::{Error, Result};
+use crate::face::liveness::LivenessChoice;
 use crate::face::{DetectorChoice, ModelOptions};
 use crate::models::ModelDir;
 use crate::policy::PolicySettings;
@@ -29,6 +30,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// `[mqtt]` (issue 14): `None` when absent or `enabled = false`.
     pub mqtt: Option<crate::mqtt::MqttConfig>,
+    pub liveness: LivenessConfig,
 }
 
 /// The file as written, before its checks.
@@ -47,6 +49,8 @@ struct ConfigFile {
     daemon: DaemonConfig,
     #[serde(default)]
     mqtt: crate::mqtt::config::MqttFile,
+    #[serde(default)]
+    liveness: LivenessConfig,
 }
 
 /// `[camera] source`, as written.
@@ -167,6 +171,61 @@ impl Default for ModelsConfig {
             refine_small: true,
         }
     }
+}
+
+/// `[liveness]`: presentation-attack detection (MiniFASNet, `src/face/liveness.rs`) on every
+/// face that matched an enrolled person. On by default; turning it off is explicit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivenessConfig {
+    /// `false` lets a printed photo or a screen of an enrolled person open the door; the daemon
+    /// warns at every start and writes `"liveness": "off"` into every audit record.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `v2` (the default), `both` (v2 and v1se averaged) or `v1se` (not recommended).
+    #[serde(default)]
+    pub models: LivenessChoice,
+    /// Live when the score is at least this [default: the models manifest's threshold for
+    /// `models`, chosen on the development set: models/MODEL_CARD.md "Liveness"].
+    pub threshold: Option<f32>,
+    /// 1, or 2 to run the two models of `both` on two threads (boards have 4 cores).
+    #[serde(default = "one_thread")]
+    pub threads: usize,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        LivenessConfig {
+            enabled: true,
+            models: LivenessChoice::default(),
+            threshold: None,
+            threads: one_thread(),
+        }
+    }
+}
+
+fn one_thread() -> usize {
+    1
+}
+
+/// `[liveness]`: a threshold in (0, 1) and one or two threads.
+fn check_liveness(l: &LivenessConfig, path: &Path) -> Result<()> {
+    if let Some(t) = l.threshold {
+        if !(t > 0.0 && t < 1.0) {
+            return Err(invalid(path, "liveness", format!("threshold = {t} is not a live probability strictly between 0 and 1; remove it to use the models' measured default")));
+        }
+    }
+    if !(1..=2).contains(&l.threads) {
+        return Err(invalid(
+            path,
+            "liveness",
+            format!(
+                "threads = {}: use 1, or 2 with models = \"both\"",
+                l.threads
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -480,6 +539,7 @@ impl Config {
         let lock = check_lock(file.lock, path)?;
         check_gallery(&file.gallery, path)?;
         let mqtt = crate::mqtt::config::check(file.mqtt, &file.gallery, &file.audit.path, path)?;
+        check_liveness(&file.liveness, path)?;
         Ok(Config {
             camera,
             models: file.models,
@@ -489,6 +549,7 @@ impl Config {
             audit: file.audit,
             daemon: file.daemon,
             mqtt,
+            liveness: file.liveness,
         })
     }
 
@@ -523,6 +584,7 @@ impl Config {
             free_failures: p.free_failures,
             backoff: s(p.backoff_s),
             max_backoff: s(p.max_backoff_s),
+            liveness_required: self.liveness.enabled,
         }
     }
 }

@@ -162,6 +162,7 @@ impl Daemon {
             .as_ref()
             .map(mqtt_hook::MqttHook::start)
             .transpose()?;
+        let liveness = assemble::liveness_check(&cfg, &models)?;
         let camera = Supervisor::new(
             camera,
             SupervisorConfig {
@@ -184,7 +185,7 @@ impl Daemon {
             door,
             audit,
             camera,
-            liveness: Box::new(NoLiveness),
+            liveness,
             enroll,
             limiter_path: limiter,
             audit_fault: None,
@@ -271,6 +272,7 @@ impl Daemon {
         event: Event,
         fields: serde_json::Value,
     ) -> std::result::Result<u64, AuditError> {
+        let fields = self.with_liveness_state(fields);
         match self.audit.append(event, fields.clone()) {
             Err(AuditError::Broken { .. }) => {
                 // Reopen with the same seal (the store shares it): one in-memory sealed state.
@@ -282,6 +284,16 @@ impl Daemon {
             }
             other => other,
         }
+    }
+
+    /// With presentation-attack detection off, every record says so (`"liveness": "off"`).
+    fn with_liveness_state(&self, mut fields: serde_json::Value) -> serde_json::Value {
+        if !self.liveness.enabled() {
+            if let Some(map) = fields.as_object_mut() {
+                map.entry("liveness").or_insert_with(|| json!("off"));
+            }
+        }
+        fields
     }
 
     /// Writes `audit_recovered` and the queued records; `true` when all went through.
@@ -422,8 +434,8 @@ impl Daemon {
             settings.window,
             self.liveness.name()
         );
-        if self.liveness.name() == "none" {
-            log::warn!("no presentation-attack detection is installed: a photo or screen of an enrolled person is not rejected");
+        if !self.liveness.enabled() {
+            log::warn!("presentation-attack detection is OFF ([liveness] enabled = false): a printed photo or a screen of an enrolled person opens the door; every audit record says \"liveness\": \"off\"");
         }
         self.audit(
             Event::Start,
@@ -585,10 +597,12 @@ impl Daemon {
             id.as_deref().unwrap_or("-"),
             distance.map_or("-".into(), |d| format!("{d:.3}"))
         );
-        self.audit(
-            Event::Decision,
-            json!({"decision": "deny", "reason": reason.to_string(), "reason_code": reason.code(), "nearest": id, "distance": distance, "frame": seq, "liveness": self.liveness.name()}),
-        );
+        let mut record = json!({"decision": "deny", "reason": reason.to_string(), "reason_code": reason.code(), "nearest": id, "distance": distance, "frame": seq, "liveness": self.liveness.name()});
+        if let DenyReason::PresentationAttack { score, .. } = reason {
+            log::warn!("PRESENTATION ATTACK on {}: live score {} (a print or a screen of an enrolled person?)", id.as_deref().unwrap_or("-"), score.map_or("-".into(), |s| format!("{s:.3}")));
+            record["liveness_score"] = json!(score);
+        }
+        self.audit(Event::Decision, record);
     }
 }
 

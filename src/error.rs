@@ -22,6 +22,12 @@ pub enum Error {
     #[error("{path}: image is corrupt or truncated: {reason}")]
     CorruptImage { path: PathBuf, reason: String },
 
+    /// The decoder refused to allocate within the limits (a decompression bomb or a huge file).
+    #[error(
+        "{path}: image is corrupt or truncated: exceeds decoding limits ({reason}); scale it down"
+    )]
+    DecodeLimits { path: PathBuf, reason: String },
+
     #[error(
         "{path}: image is {width}x{height}, larger than the limit of {limit} pixels a side; \
          scale it down before use"

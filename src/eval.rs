@@ -294,87 +294,30 @@ pub struct EvalOptions {
     pub fars: Vec<f64>,
 }
 
-/// Scores a protocol with one set of models.
+/// Scores a protocol with one set of models: embeds every distinct image once, scores the
+/// pairs whose two images have a face, and computes the accuracy figures from those scores.
 pub fn evaluate(
     models: &Arc<FaceModels>,
     protocol: &Protocol,
     opts: &EvalOptions,
 ) -> Result<Report> {
-    let mut images: Vec<PathBuf> = protocol
-        .pairs
-        .iter()
-        .flat_map(|p| [p.a.clone(), p.b.clone()])
-        .collect();
-    images.sort();
-    images.dedup();
+    let images = distinct_images(protocol);
     let outcomes = embed_images(
         models,
         &images,
         opts.threads,
         &format!("embedding ({})", models.encoder.name),
     )?;
-    let index: HashMap<&PathBuf, usize> = images.iter().enumerate().map(|(i, p)| (p, i)).collect();
-    let emb = |p: &PathBuf| match &outcomes[index[p]] {
-        Outcome::Face(e) => Some(e.as_ref()),
-        _ => None,
-    };
-    let mut samples = Vec::new();
-    let mut missed = 0;
-    for p in &protocol.pairs {
-        match (emb(&p.a), emb(&p.b)) {
-            (Some(a), Some(b)) => samples.push((a.distance(b), p.same, p.fold)),
-            _ => missed += 1,
-        }
-    }
-    if samples.is_empty() {
-        return Err(Error::Invalid(
-            "no pair could be scored: no faces were found".into(),
-        ));
-    }
+    let embedded = Embedded::new(&images, &outcomes);
+    let (samples, missed) = score_pairs(protocol, &embedded)?;
     let genuine: Vec<f32> = samples.iter().filter(|s| s.1).map(|s| s.0).collect();
-    let mut impostor: Vec<f32> = samples.iter().filter(|s| !s.1).map(|s| s.0).collect();
-    if opts.all_impostors {
-        if protocol.identities.is_empty() {
-            return Err(Error::Invalid(
-                "--all-impostors needs identities: use LFW pairs.txt or pass --identities FILE"
-                    .into(),
-            ));
-        }
-        let known: Vec<(&String, &Embedding)> = images
-            .iter()
-            .filter_map(|p| Some((protocol.identities.get(p)?, emb(p)?)))
-            .collect();
-        impostor.clear();
-        for i in 0..known.len() {
-            for j in i + 1..known.len() {
-                if known[i].0 != known[j].0 {
-                    impostor.push(known[i].1.distance(known[j].1));
-                }
-            }
-        }
-    }
-    let kfold = metrics::kfold_accuracy(&samples, protocol.folds.max(2));
-    let correct_scored = kfold.mean * samples.len() as f64;
-    let roc = metrics::roc(&genuine, &impostor);
-    let (eer, eer_threshold) = metrics::eer(&roc);
-    let tar_at_far = opts
-        .fars
-        .iter()
-        .map(|&far| {
-            let r = metrics::tar_at_far(&genuine, &impostor, far);
-            FarPoint {
-                far,
-                tar: r.map(|x| x.0),
-                threshold: r.map(|x| x.1),
-            }
-        })
-        .collect();
+    let impostor = if opts.all_impostors {
+        all_impostor_scores(protocol, &images, &embedded)?
+    } else {
+        samples.iter().filter(|s| !s.1).map(|s| s.0).collect()
+    };
+    let figures = Figures::of(&samples, &genuine, &impostor, protocol.folds, &opts.fars);
     let default_threshold = models.default_threshold();
-    let accuracy_at_default = samples
-        .iter()
-        .filter(|s| (s.0 < default_threshold) == s.1)
-        .count() as f64
-        / samples.len() as f64;
     Ok(Report {
         encoder: models.encoder.name.clone(),
         pairs: protocol.pairs.len(),
@@ -396,17 +339,146 @@ pub fn evaluate(
             })
             .collect(),
         pairs_missed: missed,
-        accuracy_with_misses: correct_scored / protocol.pairs.len() as f64,
-        kfold,
-        auc: metrics::auc(&roc),
-        eer,
-        eer_threshold,
+        accuracy_with_misses: figures.kfold.mean * samples.len() as f64
+            / protocol.pairs.len() as f64,
+        kfold: figures.kfold,
+        auc: metrics::auc(&figures.roc),
+        eer: figures.eer,
+        eer_threshold: figures.eer_threshold,
         impostor_scores: impostor.len(),
-        tar_at_far,
+        tar_at_far: figures.tar_at_far,
         default_threshold,
-        accuracy_at_default,
-        roc,
+        accuracy_at_default: accuracy_at(&samples, default_threshold),
+        roc: figures.roc,
     })
+}
+
+/// One scored pair: (distance, same person, fold).
+type Sample = (f32, bool, usize);
+
+/// Every image of the protocol once, sorted.
+fn distinct_images(protocol: &Protocol) -> Vec<PathBuf> {
+    let mut images: Vec<PathBuf> = protocol
+        .pairs
+        .iter()
+        .flat_map(|p| [p.a.clone(), p.b.clone()])
+        .collect();
+    images.sort();
+    images.dedup();
+    images
+}
+
+/// The embedding of each image, looked up by path.
+struct Embedded<'a> {
+    index: HashMap<&'a PathBuf, usize>,
+    outcomes: &'a [Outcome],
+}
+
+impl<'a> Embedded<'a> {
+    fn new(images: &'a [PathBuf], outcomes: &'a [Outcome]) -> Self {
+        let index = images.iter().enumerate().map(|(i, p)| (p, i)).collect();
+        Embedded { index, outcomes }
+    }
+
+    /// `None` when the image had no face or could not be read.
+    fn get(&self, p: &PathBuf) -> Option<&'a Embedding> {
+        match &self.outcomes[self.index[p]] {
+            Outcome::Face(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// The distance of every pair whose two images have a face, and the number of pairs missed;
+/// an error if no pair could be scored.
+fn score_pairs(protocol: &Protocol, embedded: &Embedded<'_>) -> Result<(Vec<Sample>, usize)> {
+    let mut samples = Vec::new();
+    let mut missed = 0;
+    for p in &protocol.pairs {
+        match (embedded.get(&p.a), embedded.get(&p.b)) {
+            (Some(a), Some(b)) => samples.push((a.distance(b), p.same, p.fold)),
+            _ => missed += 1,
+        }
+    }
+    if samples.is_empty() {
+        return Err(Error::Invalid(
+            "no pair could be scored: no faces were found".into(),
+        ));
+    }
+    Ok((samples, missed))
+}
+
+/// `--all-impostors`: the distance of every pair of embedded images of different identities
+/// (needs the protocol's identities).
+fn all_impostor_scores(
+    protocol: &Protocol,
+    images: &[PathBuf],
+    embedded: &Embedded<'_>,
+) -> Result<Vec<f32>> {
+    if protocol.identities.is_empty() {
+        return Err(Error::Invalid(
+            "--all-impostors needs identities: use LFW pairs.txt or pass --identities FILE".into(),
+        ));
+    }
+    let known: Vec<(&String, &Embedding)> = images
+        .iter()
+        .filter_map(|p| Some((protocol.identities.get(p)?, embedded.get(p)?)))
+        .collect();
+    let mut impostor = Vec::new();
+    for i in 0..known.len() {
+        for j in i + 1..known.len() {
+            if known[i].0 != known[j].0 {
+                impostor.push(known[i].1.distance(known[j].1));
+            }
+        }
+    }
+    Ok(impostor)
+}
+
+/// The threshold-free figures: k-fold accuracy, ROC, EER and TAR at each FAR.
+struct Figures {
+    kfold: KFold,
+    roc: Vec<RocPoint>,
+    eer: f64,
+    eer_threshold: f32,
+    tar_at_far: Vec<FarPoint>,
+}
+
+impl Figures {
+    fn of(
+        samples: &[Sample],
+        genuine: &[f32],
+        impostor: &[f32],
+        folds: usize,
+        fars: &[f64],
+    ) -> Self {
+        let kfold = metrics::kfold_accuracy(samples, folds.max(2));
+        let roc = metrics::roc(genuine, impostor);
+        let (eer, eer_threshold) = metrics::eer(&roc);
+        let tar_at_far = fars
+            .iter()
+            .map(|&far| {
+                let r = metrics::tar_at_far(genuine, impostor, far);
+                FarPoint {
+                    far,
+                    tar: r.map(|x| x.0),
+                    threshold: r.map(|x| x.1),
+                }
+            })
+            .collect();
+        Figures {
+            kfold,
+            roc,
+            eer,
+            eer_threshold,
+            tar_at_far,
+        }
+    }
+}
+
+/// The share of pairs decided right at `threshold` (same person when closer than it).
+fn accuracy_at(samples: &[Sample], threshold: f32) -> f64 {
+    samples.iter().filter(|s| (s.0 < threshold) == s.1).count() as f64 / samples.len() as f64
 }
 
 impl std::fmt::Display for Report {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   detect -> pick (largest face) -> landmarks -> align -> quality -> [gates pass] encode -> match
-//!                                                                           -> access -> Evidence
+//!            -> access -> [matched within the threshold] liveness -> Evidence
 //! ```
 //!
 //! The quality gates are the policy's ([`PolicySettings::quality_gate`], defined once); here
@@ -20,23 +20,79 @@ use crate::policy::{Evidence, Liveness, PolicySettings};
 use image::RgbImage;
 use std::time::{Duration, Instant};
 
-/// The presentation-attack-detection hook the policy consults for every face.
+/// The presentation-attack-detection hook, run on every face that matched an enrolled person
+/// within the threshold (strangers never pay for it).
 pub trait LivenessCheck: Send {
     fn check(&mut self, frame: &RgbImage, face_box: &Detection) -> Liveness;
+    /// What is checked, as written in the start and decision audit records (`"off"` when
+    /// nothing is).
     fn name(&self) -> &str;
+    /// Whether faces are checked at all.
+    fn enabled(&self) -> bool {
+        true
+    }
 }
 
-/// The default: no presentation-attack detection. It says so, at start and in every audited
-/// decision (`liveness: "none"`): a printed photo or a phone screen of an enrolled person
-/// is NOT rejected by this build.
+/// Presentation-attack detection turned off (`[liveness] enabled = false`): nothing is checked,
+/// and a printed photo or a phone screen of an enrolled person is NOT rejected. The daemon says
+/// so at every start and in every audit record (`"liveness": "off"`).
 pub struct NoLiveness;
 
 impl LivenessCheck for NoLiveness {
     fn check(&mut self, _: &RgbImage, _: &Detection) -> Liveness {
-        Liveness::Unchecked
+        Liveness::Off
     }
     fn name(&self) -> &str {
-        "none"
+        "off"
+    }
+    fn enabled(&self) -> bool {
+        false
+    }
+}
+
+/// MiniFASNet presentation-attack detection ([`crate::face::liveness`]): live when the score is
+/// at least `threshold`. A NaN score or a model error is an attack (fail-secure).
+pub struct PadCheck {
+    live: crate::face::liveness::Liveness,
+    threshold: f32,
+    name: String,
+}
+
+impl PadCheck {
+    pub fn new(live: crate::face::liveness::Liveness, threshold: f32) -> Self {
+        let name = format!(
+            "minifasnet {} (threshold {threshold:.2})",
+            live.models().choice
+        );
+        PadCheck {
+            live,
+            threshold,
+            name,
+        }
+    }
+}
+
+impl LivenessCheck for PadCheck {
+    fn check(&mut self, frame: &RgbImage, face_box: &Detection) -> Liveness {
+        match self.live.score(frame, face_box) {
+            Ok(s) if s.score >= self.threshold => Liveness::Live { score: s.score },
+            Ok(s) => Liveness::Attack {
+                score: s.score.is_finite().then_some(s.score),
+                reason: format!(
+                    "live score {:.3} below {:.2} ({})",
+                    s.score,
+                    self.threshold,
+                    self.live.models().choice
+                ),
+            },
+            Err(e) => Liveness::Attack {
+                score: None,
+                reason: format!("the liveness check failed: {e}"),
+            },
+        }
+    }
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -48,8 +104,10 @@ pub struct FrameTimes {
     /// Chip extraction and the quality measure.
     pub align: Duration,
     pub encode: Duration,
-    /// Gallery match, access rules and the liveness hook.
+    /// Gallery match and access rules.
     pub matching: Duration,
+    /// Presentation-attack detection (zero on frames without a matched face).
+    pub liveness: Duration,
 }
 
 /// The face the door uses in a frame.
@@ -94,9 +152,18 @@ pub fn evidence(
     } else {
         (None, Ok(()), None)
     };
-    let t = Instant::now();
-    let liveness = liveness.check(img, det);
-    times.matching += t.elapsed();
+    // Only a face that matched someone pays for presentation-attack detection.
+    let matched = best
+        .as_ref()
+        .is_some_and(|m| m.distance < settings.threshold);
+    let liveness = if matched {
+        let t = Instant::now();
+        let l = liveness.check(img, det);
+        times.liveness = t.elapsed();
+        l
+    } else {
+        Liveness::NotChecked
+    };
     Ok(Evidence::Face {
         quality,
         liveness,

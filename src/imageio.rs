@@ -91,9 +91,9 @@ fn classify(e: image::ImageError, origin: &Path) -> Error {
             path: origin.to_path_buf(),
             reason: u.to_string(),
         },
-        E::Limits(l) => Error::CorruptImage {
+        E::Limits(l) => Error::DecodeLimits {
             path: origin.to_path_buf(),
-            reason: format!("exceeds decoding limits ({l}); scale it down"),
+            reason: l.to_string(),
         },
         E::IoError(io) => Error::CorruptImage {
             path: origin.to_path_buf(),

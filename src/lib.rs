@@ -14,6 +14,7 @@ pub mod camera;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod diagnose;
 pub mod door;
 pub mod enroll;
 pub mod error;

@@ -75,8 +75,14 @@ pub struct LandmarkSpec {
 /// (`[liveness.v2]`, `[liveness.v1se]`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct LivenessManifest {
-    /// Default threshold on the live score (mean live-class probability of the models used).
+    /// The models the door uses by default: `v2`, `both` or `v1se`.
+    pub default: String,
+    /// Threshold on v2's live probability (live when at least this).
     pub threshold: f32,
+    /// Threshold on the mean live probability of v2 and v1se.
+    pub threshold_both: f32,
+    /// Threshold on v1se's live probability (v1se alone is not recommended).
+    pub threshold_v1se: f32,
     #[serde(flatten)]
     pub models: BTreeMap<String, LivenessSpec>,
 }

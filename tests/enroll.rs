@@ -7,7 +7,7 @@ use crate::common;
 use facegate::enroll::bundle::{sha256_hex, sign_bundle};
 use facegate::enroll::import::{import_bundle, verify_bundle, ImportPolicy};
 use facegate::enroll::store::{Store, StoreData};
-use facegate::enroll::{EnrollError, SecretKey};
+use facegate::enroll::{EnrollError, ProblemKind, SecretKey};
 use facegate::face::encode::{Embedding, EMBEDDING_DIM};
 use facegate::gallery::{Access, Person};
 use std::path::PathBuf;
@@ -440,7 +440,7 @@ fn hostile_decompression_bomb() {
     env.signed(&manifest(2, SITE, &[("alice", vec![p])]));
     let err = env.refused(&["alice", "alice/bomb.png"]);
     assert!(
-        matches!(&err, EnrollError::Rejected(p) if p[0].kind == "too_large"),
+        matches!(&err, EnrollError::Rejected(p) if p[0].kind == ProblemKind::TooLarge),
         "{err}"
     );
     assert!(
@@ -1384,11 +1384,11 @@ mod hostile_sticks {
         std::fs::create_dir(b.join("dir.jpg")).expect("mkdir");
         sparse_gb(&b.join("big.jpg"));
         let want = [
-            ("linked/a.jpg", "path", "symbolic link"),
-            ("fifo.jpg", "path", "FIFO"),
-            ("zero.jpg", "path", "symbolic link"),
-            ("dir.jpg", "path", "a folder, not a regular file"),
-            ("big.jpg", "too_large", "1073741824 bytes"),
+            ("linked/a.jpg", ProblemKind::Path, "symbolic link"),
+            ("fifo.jpg", ProblemKind::Path, "FIFO"),
+            ("zero.jpg", ProblemKind::Path, "symbolic link"),
+            ("dir.jpg", ProblemKind::Path, "a folder, not a regular file"),
+            ("big.jpg", ProblemKind::TooLarge, "1073741824 bytes"),
         ];
         let mut photos = vec![ok];
         photos.extend(want.iter().map(|(f, _, _)| (f.to_string(), h.clone())));
@@ -1784,7 +1784,7 @@ mod hostile_sticks {
         let EnrollError::Rejected(problems) = &err else {
             panic!("{err}")
         };
-        assert_eq!(problems[0].kind, "too_large", "{err}");
+        assert_eq!(problems[0].kind, ProblemKind::TooLarge, "{err}");
         assert!(
             problems[0].reason.contains("3000x3000")
                 && problems[0].reason.contains("save it as JPEG"),

@@ -34,7 +34,7 @@ use facegate::camera::decode::{
     decode_mjpeg, jpeg_dimensions, yuyv_to_rgb, FrameError, MAX_FRAME_SIDE,
 };
 use facegate::config::Config;
-use facegate::enroll::bundle::{Manifest, PersonEntry, PhotoEntry};
+use facegate::enroll::bundle::{BundleManifest, PersonEntry, PhotoEntry};
 use facegate::enroll::{sign, AdminKey, EnrollError, SecretKey};
 use facegate::gallery::{Day, Window};
 use facegate::imageio::{self, MAX_PIXELS, MAX_SIDE};
@@ -642,7 +642,8 @@ fn manifest_corpus() -> &'static [Vec<u8>] {
             ),
         ];
         // What `facegate bundle sign` writes (toml::to_string of a parsed manifest).
-        let m = Manifest::parse(c[2].as_bytes(), Path::new("manifest.toml")).expect("seed parses");
+        let m = BundleManifest::parse(c[2].as_bytes(), Path::new("manifest.toml"))
+            .expect("seed parses");
         c.push(toml::to_string(&m).expect("serialises"));
         c.into_iter().map(String::into_bytes).collect()
     })
@@ -678,7 +679,7 @@ fn window() -> impl Strategy<Value = Window> {
 }
 
 /// Any manifest the data model can hold (not only valid ones: ids, schema and versions vary).
-fn manifest() -> impl Strategy<Value = Manifest> {
+fn manifest() -> impl Strategy<Value = BundleManifest> {
     let id = prop_oneof![4 => "[A-Za-z0-9._@-]{1,64}", 1 => "(?s).{0,70}"];
     let photo = (
         prop_oneof!["[a-z0-9/._-]{1,40}", "(?s).{0,20}"],
@@ -712,7 +713,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         prop::collection::vec(person, 0..5),
     )
         .prop_map(
-            |(schema, version, site, created, remove, people)| Manifest {
+            |(schema, version, site, created, remove, people)| BundleManifest {
                 schema,
                 version,
                 site,
@@ -733,7 +734,7 @@ fn one_byte_change(bytes: &[u8], at: &Index, xor: u8) -> Vec<u8> {
 
 fn check_manifest_parse(bytes: &[u8]) -> Result<(), TestCaseError> {
     let path = Path::new("/media/stick/facegate/manifest.toml");
-    match Manifest::parse(bytes, path) {
+    match BundleManifest::parse(bytes, path) {
         Ok(m) => {
             prop_assert_eq!(m.schema, 1);
             prop_assert!(!m.site.trim().is_empty());
@@ -743,7 +744,7 @@ fn check_manifest_parse(bytes: &[u8]) -> Result<(), TestCaseError> {
             let _ = m.num_photos();
             // What `facegate bundle sign` would write must read back as the same manifest.
             if let Ok(text) = toml::to_string(&m) {
-                let back = Manifest::parse(text.as_bytes(), path);
+                let back = BundleManifest::parse(text.as_bytes(), path);
                 prop_assert!(
                     back.as_ref().is_ok_and(|b| *b == m),
                     "re-serialised manifest reads back as {back:?}\n{text}"
@@ -762,7 +763,7 @@ fn check_manifest_parse(bytes: &[u8]) -> Result<(), TestCaseError> {
 // Manifest and signature targets.
 
 /// Issue 10 finding 15: any manifest the data model holds survives `toml::to_string` (what
-/// `facegate bundle sign` writes) and `Manifest::parse` unchanged or is refused with a message;
+/// `facegate bundle sign` writes) and `BundleManifest::parse` unchanged or is refused with a message;
 /// signing it and verifying accepts, a one-byte change of the signed bytes is refused, and a
 /// key that is not pinned is named.
 #[test]
@@ -781,7 +782,7 @@ fn manifest_roundtrip_sign_verify() {
                 return Ok(());
             };
             let path = Path::new("manifest.toml");
-            match Manifest::parse(text.as_bytes(), path) {
+            match BundleManifest::parse(text.as_bytes(), path) {
                 Ok(back) => prop_assert_eq!(&back, &m),
                 Err(e) => prop_assert!(
                     m.schema != 1 || m.site.trim().is_empty(),
@@ -805,7 +806,7 @@ fn manifest_roundtrip_sign_verify() {
 }
 
 /// Issue 10 finding 15: mutated manifests (bytes, lines, values such as huge integers, NaN,
-/// deep nesting and long strings) never panic `Manifest::parse`: it returns a manifest that
+/// deep nesting and long strings) never panic `BundleManifest::parse`: it returns a manifest that
 /// round-trips, or an error naming manifest.toml.
 #[test]
 fn manifest_parse_mutated() {
@@ -2150,7 +2151,7 @@ fn config_load_mutated() {
     });
 }
 
-/// Issue 10 finding 15: `audit::verify` and `Manifest::parse` on arbitrary bytes (no seed at
+/// Issue 10 finding 15: `audit::verify` and `BundleManifest::parse` on arbitrary bytes (no seed at
 /// all) never panic.
 #[test]
 fn arbitrary_bytes() {

@@ -389,9 +389,15 @@ fn eval_pad_reports_each_attack_folder() {
         assert_eq!(at[1]["bpcer"], 0.0);
     }
     let tsv = std::fs::read_to_string(tmp.path().join("scores.tsv")).unwrap();
+    // The door's default models (v2 alone) and their measured threshold.
     assert_eq!(
         tsv.lines().next(),
-        Some("image\tfolder\tsubject\tscore\tv2\tv1se")
+        Some("image\tfolder\tsubject\tscore\tv2")
+    );
+    assert_eq!(
+        r["threshold"].as_f64().map(|t| (t * 100.0).round()),
+        Some(60.0),
+        "{r}"
     );
     assert_eq!(tsv.lines().count(), 4, "{tsv}");
     let det = image::open(tmp.path().join("det.png")).unwrap();

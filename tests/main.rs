@@ -15,6 +15,7 @@ mod heap;
 mod arm_agreement;
 mod audit;
 mod camera;
+mod camera_check;
 mod cli;
 mod daemon;
 mod door;

@@ -142,7 +142,7 @@ fn unreadable_inputs_give_clear_errors() {
     std::fs::write(&bomb, png_header(30_000, 30_000)).unwrap();
     let e = must_fail(&bomb);
     assert!(
-        matches!(e, Error::ImageTooLarge { .. } | Error::CorruptImage { .. }),
+        matches!(e, Error::ImageTooLarge { .. } | Error::DecodeLimits { .. }),
         "{e}"
     );
 }

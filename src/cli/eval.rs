@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// Embeddings in the gallery for the 1:N match stage
     #[arg(long, default_value_t = 10_000)]
     pub gallery_size: usize,
+    /// Time the pipeline without presentation-attack detection (the door runs it on matched
+    /// faces by default)
+    #[arg(long)]
+    pub no_liveness: bool,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
@@ -183,6 +187,7 @@ pub(super) fn bench(opts: &ModelOptions, args: BenchArgs) -> Result<u8> {
             frame: args.frame,
             gallery_size: args.gallery_size,
             policy: Default::default(),
+            liveness: !args.no_liveness,
         },
     )?;
     if args.json {

@@ -11,8 +11,10 @@
 //! | `lock.rs`   | `lock test` (the installer's wiring check), `lock safe`          |
 //! | `enroll.rs` | `bundle keygen|sign|check`, `staff list|remove`, `enroll import` |
 //! | `audit.rs`  | `audit verify`                                                   |
+//! | `camera.rs` | `camera check` (the installer's view of the camera)                |
 
 mod audit;
+mod camera;
 mod enroll;
 mod eval;
 mod face;
@@ -147,6 +149,9 @@ pub enum Command {
     Lock(LockCommand),
     /// Per-stage timings of the door pipeline on real images
     Bench(BenchArgs),
+    /// The door camera: check what it sees (installer's view)
+    #[command(subcommand)]
+    Camera(camera::CameraCommand),
 }
 
 /// Entry point of the binary.
@@ -183,6 +188,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Staff(cmd) => enroll::staff(cmd),
         Command::Enroll(cmd) => enroll::enroll(cmd),
         Command::Lock(cmd) => lock::run(cmd),
+        Command::Camera(cmd) => camera::run(cmd),
     }
 }
 

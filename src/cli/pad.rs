@@ -57,10 +57,10 @@ pub struct EvalPadArgs {
 /// directory.)
 #[derive(clap::Args, Debug, Clone)]
 pub struct PadArgs {
-    /// Liveness models: both (the ensemble), v2 or v1se
-    #[arg(long, default_value = "both", value_name = "both|v2|v1se")]
+    /// Liveness models: v2 (the door's default), both (the ensemble) or v1se
+    #[arg(long, default_value = "v2", value_name = "v2|both|v1se")]
     pub pad_models: LivenessChoice,
-    /// Live when the score is at least this [default: the manifest's [liveness] threshold]
+    /// Live when the score is at least this [default: the manifest's threshold for these models]
     #[arg(long)]
     pub threshold: Option<f32>,
     /// Run the two models of the ensemble on two threads per face

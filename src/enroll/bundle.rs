@@ -2,8 +2,8 @@
 //! side of signing (`facegate bundle sign`).
 
 use super::sign::SecretKey;
-use super::stick::BundleDir;
-use super::{EnrollError, Problem};
+use super::stick::{BundleDir, StickError};
+use super::{EnrollError, Problem, ProblemKind};
 use crate::gallery::{Access, Window};
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
@@ -29,9 +29,11 @@ pub const MAX_PHOTO_BYTES: u64 = 16 << 20;
 /// peak memory (file + decoded image + models) under 150 MB.
 pub const MAX_PHOTO_PIXELS: u64 = 8_500_000;
 
+/// `manifest.toml` of an enrollment bundle: who to enrol and remove (not the model manifest,
+/// [`crate::models`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Manifest {
+pub struct BundleManifest {
     pub schema: u32,
     /// Monotonic: the door accepts only a version greater than the one it holds.
     pub version: u64,
@@ -79,15 +81,15 @@ pub struct PhotoEntry {
     pub sha256: String,
 }
 
-impl Manifest {
+impl BundleManifest {
     /// Parses manifest bytes (strict: unknown keys, a wrong schema and truncation are errors).
-    pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest, EnrollError> {
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<BundleManifest, EnrollError> {
         let err = |reason: String| EnrollError::Manifest {
             path: path.to_path_buf(),
             reason,
         };
         let text = std::str::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?;
-        let m: Manifest = toml::from_str(text).map_err(|e| {
+        let m: BundleManifest = toml::from_str(text).map_err(|e| {
             err(format!(
                 "not a valid manifest ({}); fix the TOML and re-sign",
                 e.to_string().trim_end()
@@ -180,12 +182,9 @@ pub fn check_relative(rel: &str) -> Result<PathBuf, String> {
 
 /// Reads `rel` inside the bundle folder `root` through [`super::stick::BundleDir`]: no link is
 /// followed (file or folder), only regular files are opened, at most `max` bytes are read.
-/// Errors are (kind, message naming the file and the fix).
-pub fn read_confined(root: &Path, rel: &Path, max: u64) -> Result<Vec<u8>, (&'static str, String)> {
-    let dir = BundleDir::open(root).map_err(|e| (e.kind, e.reason))?;
-    dir.read(rel, max)
-        .map(|f| f.bytes)
-        .map_err(|e| (e.kind, e.reason))
+/// Errors carry a kind and a message naming the file and the fix.
+pub fn read_confined(root: &Path, rel: &Path, max: u64) -> Result<Vec<u8>, StickError> {
+    BundleDir::open(root)?.read(rel, max).map(|f| f.bytes)
 }
 
 /// The canonical bundle root.
@@ -200,7 +199,7 @@ pub fn root_of(dir: &Path) -> Result<PathBuf, EnrollError> {
 /// manifest is not parsed (nothing is, before the signature is checked).
 pub fn open_with_manifest(root: &Path) -> Result<(BundleDir, Vec<u8>), EnrollError> {
     let mpath = root.join(MANIFEST);
-    let err = |e: super::stick::StickError| EnrollError::Manifest {
+    let err = |e: StickError| EnrollError::Manifest {
         path: mpath.clone(),
         reason: e.reason,
     };
@@ -214,11 +213,11 @@ pub fn open_with_manifest(root: &Path) -> Result<(BundleDir, Vec<u8>), EnrollErr
 
 /// A hash already present that does not match the photo is an error (the photo changed since
 /// the manifest was written): delete the `sha256` entry to accept the new photo.
-pub fn sign_bundle(dir: &Path, key: &SecretKey) -> Result<Manifest, EnrollError> {
+pub fn sign_bundle(dir: &Path, key: &SecretKey) -> Result<BundleManifest, EnrollError> {
     let root = root_of(dir)?;
     let mpath = root.join(MANIFEST);
     let (folder, bytes) = open_with_manifest(&root)?;
-    let mut m = Manifest::parse(&bytes, &mpath)?;
+    let mut m = BundleManifest::parse(&bytes, &mpath)?;
     m.check_ids(&mpath)?;
     let mut problems = Vec::new();
     let mut changed = false;
@@ -235,7 +234,7 @@ pub fn sign_bundle(dir: &Path, key: &SecretKey) -> Result<Manifest, EnrollError>
             let rel = match check_relative(&photo.path) {
                 Ok(r) => r,
                 Err(reason) => {
-                    problem("path", reason);
+                    problem(ProblemKind::Path, reason);
                     continue;
                 }
             };
@@ -246,7 +245,7 @@ pub fn sign_bundle(dir: &Path, key: &SecretKey) -> Result<Manifest, EnrollError>
                         photo.sha256 = h;
                         changed = true;
                     } else if !photo.sha256.eq_ignore_ascii_case(&h) {
-                        problem("hash", format!("sha256 {h} but the manifest says {}; the photo changed: delete its sha256 to accept the new one", photo.sha256));
+                        problem(ProblemKind::Hash, format!("sha256 {h} but the manifest says {}; the photo changed: delete its sha256 to accept the new one", photo.sha256));
                     }
                 }
                 Err(e) => problem(e.kind, e.reason),

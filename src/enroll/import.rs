@@ -2,12 +2,13 @@
 //! store, all or nothing.
 
 use super::bundle::{
-    self, Manifest, MANIFEST, MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, MAX_SIG_BYTES, SIGNATURE,
+    self, BundleManifest, MANIFEST, MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, MAX_SIG_BYTES, SIGNATURE,
 };
 use super::sign::{self, AdminKey};
 use super::stick::BundleDir;
 use super::store::{Store, StoreData};
-use super::{EnrollError, Problem};
+use super::{EnrollError, Problem, ProblemKind};
+use crate::face::encode::Embedding;
 use crate::face::pick::enrolment_face;
 use crate::face::FaceEngine;
 use crate::gallery::Person;
@@ -31,7 +32,7 @@ pub const MIN_EYE_DISTANCE_PX: f32 = 32.0;
 /// A bundle that passed every check.
 #[derive(Debug, Clone)]
 pub struct Verified {
-    pub manifest: Manifest,
+    pub manifest: BundleManifest,
     pub key_id: String,
     pub manifest_sha256: String,
     /// With embeddings when an engine was given.
@@ -75,33 +76,69 @@ impl ImportOutcome {
     }
 }
 
-/// Runs every check on the bundle in `dir`. With `engine`, every photo goes through the face
-/// pipeline (`progress(done, total)` after each); without, faces are not checked.
+/// Runs every check on the bundle in `dir`, in the order of the [module docs](super): the
+/// manifest and signature are read off the stick, the signature is checked against the pinned
+/// keys, and only then is the manifest parsed and checked, and every photo read, decoded and
+/// (with `engine`) passed through the face pipeline (`progress(done, total)` after each).
+/// Without `engine`, faces are not checked.
 pub fn verify_bundle(
     dir: &Path,
     policy: &ImportPolicy,
     current_version: u64,
-    mut engine: Option<&mut FaceEngine>,
+    engine: Option<&mut FaceEngine>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Verified, EnrollError> {
-    let mpath = dir.join(MANIFEST);
     let (folder, manifest_bytes) = bundle::open_with_manifest(dir)?;
+    let key = check_signature(&folder, &manifest_bytes, &policy.admin_keys)?;
+    // Signed: from here on the content is the administrator's.
+    let manifest = check_manifest(
+        &manifest_bytes,
+        &dir.join(MANIFEST),
+        policy,
+        current_version,
+    )?;
+    let (people, photo_times) = check_photos(&folder, &manifest, policy, engine, progress)?;
+    Ok(Verified {
+        key_id: key.id_hex(),
+        manifest_sha256: crate::fsutil::sha256_hex(&manifest_bytes),
+        manifest,
+        people,
+        photo_times,
+    })
+}
+
+/// Reads `manifest.sig` (bounded) and checks it over the manifest's exact bytes against the
+/// pinned keys; returns the key that signed. Nothing in the bundle is parsed before this.
+fn check_signature<'k>(
+    folder: &BundleDir,
+    manifest_bytes: &[u8],
+    admin_keys: &'k [AdminKey],
+) -> Result<&'k AdminKey, EnrollError> {
     let sig_bytes = folder
         .read(Path::new(SIGNATURE), MAX_SIG_BYTES)
         .map_err(|e| {
-            EnrollError::Signature(if e.kind == "missing" {
-                format!("{SIGNATURE} is missing: the bundle is unsigned; sign it with `facegate bundle sign DIR --key KEY`")
-            } else {
-                format!("{}; then re-sign the bundle with `facegate bundle sign DIR --key KEY`", e.reason)
+            EnrollError::Signature(match e.kind {
+                ProblemKind::Missing => format!("{SIGNATURE} is missing: the bundle is unsigned; sign it with `facegate bundle sign DIR --key KEY`"),
+                _ => format!("{}; then re-sign the bundle with `facegate bundle sign DIR --key KEY`", e.reason),
             })
         })?
         .bytes;
     let sig_text = String::from_utf8(sig_bytes).map_err(|_| {
         EnrollError::Signature(format!("{SIGNATURE} is not text; re-sign the bundle"))
     })?;
-    let key = sign::verify(&manifest_bytes, &sig_text, &policy.admin_keys)?;
-    // Signed: from here on the content is the administrator's.
-    let manifest = Manifest::parse(&manifest_bytes, &mpath)?;
+    sign::verify(manifest_bytes, &sig_text, admin_keys)
+}
+
+/// Parses the signed manifest (strict schema) and checks that it is for this door (`site`),
+/// newer than what the door holds (`version`, anti-rollback) and that its ids are unique and
+/// well formed.
+fn check_manifest(
+    manifest_bytes: &[u8],
+    mpath: &Path,
+    policy: &ImportPolicy,
+    current_version: u64,
+) -> Result<BundleManifest, EnrollError> {
+    let manifest = BundleManifest::parse(manifest_bytes, mpath)?;
     if !policy.sites.is_empty() && !policy.sites.iter().any(|s| s == &manifest.site) {
         return Err(EnrollError::WrongSite {
             bundle: manifest.site.clone(),
@@ -114,14 +151,68 @@ pub fn verify_bundle(
             current: current_version,
         });
     }
-    manifest.check_ids(&mpath)?;
+    manifest.check_ids(mpath)?;
+    Ok(manifest)
+}
 
-    // One photo at a time: read (bounded, hashed while reading) -> compare with the signed
-    // hash -> decode (only bytes the signature covers) -> drop the file bytes -> detect and
-    // embed -> drop the image. At most one photo is in memory; every problem is collected and
-    // reported together at the end.
+/// One problem with one photo before it is attributed to a person: its kind and a message
+/// naming the fix.
+type PhotoProblem = (ProblemKind, String);
+
+/// Checks every photo of the manifest, one at a time: read (bounded, hashed while reading) ->
+/// compare with the signed hash -> decode (only bytes the signature covers) -> drop the file
+/// bytes -> detect and embed -> drop the image. At most one photo is in memory; every problem
+/// is collected and reported together at the end ([`EnrollError::Rejected`]). Returns the
+/// people (with their embeddings when `engine` is given) and the time of each photo read.
+fn check_photos(
+    folder: &BundleDir,
+    manifest: &BundleManifest,
+    policy: &ImportPolicy,
+    mut engine: Option<&mut FaceEngine>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<Person>, Vec<Duration>), EnrollError> {
+    let mut people = people_of(manifest);
     let mut problems = Vec::new();
-    let mut people: Vec<Person> = manifest
+    let mut photo_times = Vec::new();
+    let total = manifest.num_photos();
+    let mut done = 0;
+    for (person, entry) in people.iter_mut().zip(&manifest.people) {
+        for ph in &entry.photos {
+            done += 1;
+            let t0 = Instant::now();
+            let checked = match read_and_decode(folder, &ph.path, &ph.sha256) {
+                Err(problem) => Err(problem),
+                Ok(img) => {
+                    let embedded = match engine.as_deref_mut() {
+                        Some(engine) => enrol_embedding(engine, img, policy)?.map(Some),
+                        None => Ok(None),
+                    };
+                    photo_times.push(t0.elapsed());
+                    embedded
+                }
+            };
+            match checked {
+                Ok(Some(embedding)) => person.embeddings.push(embedding),
+                Ok(None) => {}
+                Err((kind, reason)) => problems.push(Problem {
+                    person: entry.id.clone(),
+                    file: ph.path.clone(),
+                    kind,
+                    reason,
+                }),
+            }
+            progress(done, total);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(EnrollError::Rejected(problems));
+    }
+    Ok((people, photo_times))
+}
+
+/// The manifest's people, without embeddings yet (a person without a name is shown by id).
+fn people_of(manifest: &BundleManifest) -> Vec<Person> {
+    manifest
         .people
         .iter()
         .map(|p| Person {
@@ -134,65 +225,35 @@ pub fn verify_bundle(
             embeddings: Vec::new(),
             access: p.access(),
         })
-        .collect();
-    let mut photo_times = Vec::new();
-    let total = manifest.num_photos();
-    let mut done = 0;
-    for (pi, p) in manifest.people.iter().enumerate() {
-        for ph in &p.photos {
-            done += 1;
-            let mut problem = |kind, reason| {
-                problems.push(Problem {
-                    person: p.id.clone(),
-                    file: ph.path.clone(),
-                    kind,
-                    reason,
-                })
-            };
-            let t0 = Instant::now();
-            let img = match read_and_decode(&folder, &ph.path, &ph.sha256) {
-                Ok(img) => img,
-                Err((kind, reason)) => {
-                    problem(kind, reason);
-                    progress(done, total);
-                    continue;
-                }
-            };
-            if let Some(engine) = engine.as_deref_mut() {
-                let faces = engine.faces(&img)?;
-                drop(img);
-                match enrolment_face(faces, policy.min_eye_distance_px) {
-                    Ok(face) => people[pi].embeddings.push(face.embedding),
-                    Err(why) => problem(why.kind(), why.to_string()),
-                }
-            }
-            photo_times.push(t0.elapsed());
-            progress(done, total);
-        }
-    }
-    if !problems.is_empty() {
-        return Err(EnrollError::Rejected(problems));
-    }
-    Ok(Verified {
-        key_id: key.id_hex(),
-        manifest_sha256: crate::fsutil::sha256_hex(&manifest_bytes),
-        manifest,
-        people,
-        photo_times,
-    })
+        .collect()
+}
+
+/// Runs the face pipeline on one decoded photo (dropped as soon as the faces are found) and
+/// applies the one enrollment rule ([`enrolment_face`]). The outer error is a pipeline failure
+/// (fatal); the inner one is why this photo cannot enrol its person.
+fn enrol_embedding(
+    engine: &mut FaceEngine,
+    img: image::RgbImage,
+    policy: &ImportPolicy,
+) -> Result<Result<Embedding, PhotoProblem>, EnrollError> {
+    let faces = engine.faces(&img)?;
+    drop(img);
+    Ok(enrolment_face(faces, policy.min_eye_distance_px)
+        .map(|face| face.embedding)
+        .map_err(|why| (ProblemKind::from(&why), why.to_string())))
 }
 
 /// Reads one photo (bounded, hashed while reading), checks it against the signed hash and
-/// decodes it; the file bytes are dropped before returning. Errors are (kind, reason).
+/// decodes it; the file bytes are dropped before returning.
 fn read_and_decode(
     folder: &BundleDir,
     path: &str,
     signed_sha256: &str,
-) -> Result<image::RgbImage, (&'static str, String)> {
-    let rel = bundle::check_relative(path).map_err(|reason| ("path", reason))?;
+) -> Result<image::RgbImage, PhotoProblem> {
+    let rel = bundle::check_relative(path).map_err(|reason| (ProblemKind::Path, reason))?;
     if signed_sha256.is_empty() {
         return Err((
-            "hash",
+            ProblemKind::Hash,
             "the manifest has no sha256 for this photo; run `facegate bundle sign`".into(),
         ));
     }
@@ -201,12 +262,25 @@ fn read_and_decode(
         .map_err(|e| (e.kind, e.reason))?;
     let h = hex::encode(file.sha256);
     if !h.eq_ignore_ascii_case(signed_sha256) {
-        return Err(("hash", format!("sha256 mismatch: the file is {h}, the signed manifest says {signed_sha256}; the photo was changed after signing: re-sign the bundle")));
+        return Err((ProblemKind::Hash, format!("sha256 mismatch: the file is {h}, the signed manifest says {signed_sha256}; the photo was changed after signing: re-sign the bundle")));
     }
-    // The header's size, before decoding: the decoded image is the largest allocation. A JPEG
-    // over the budget (a 12-48 MP phone photo) is decoded at a reduced IDCT scale within it;
-    // other formats cannot be, and are refused here.
-    let header = image::ImageReader::new(std::io::Cursor::new(&file.bytes))
+    check_header_size(&file.bytes)?;
+    crate::imageio::decode_rgb_within(&file.bytes, Path::new(path), MAX_PHOTO_PIXELS).map_err(|e| {
+        let kind = match e {
+            crate::Error::ImageTooLarge { .. } | crate::Error::DecodeLimits { .. } => {
+                ProblemKind::TooLarge
+            }
+            _ => ProblemKind::Image,
+        };
+        (kind, e.to_string())
+    })
+}
+
+/// The header's size, before decoding: the decoded image is the largest allocation. A JPEG
+/// over the budget (a 12-48 MP phone photo) is decoded at a reduced IDCT scale within it;
+/// other formats cannot be, and are refused here.
+fn check_header_size(bytes: &[u8]) -> Result<(), PhotoProblem> {
+    let header = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .ok();
     let is_jpeg = header.as_ref().and_then(|r| r.format()) == Some(image::ImageFormat::Jpeg);
@@ -214,7 +288,7 @@ fn read_and_decode(
         let pixels = u64::from(w) * u64::from(h);
         if pixels > MAX_PHOTO_PIXELS && !is_jpeg {
             return Err((
-                "too_large",
+                ProblemKind::TooLarge,
                 format!(
                     "{w}x{h} is {:.1} megapixels, over the {:.1}-megapixel limit for enrollment photos \
                      that are not JPEG (it bounds the door's memory); save it as JPEG (any size up to \
@@ -225,16 +299,7 @@ fn read_and_decode(
             ));
         }
     }
-    crate::imageio::decode_rgb_within(&file.bytes, Path::new(path), MAX_PHOTO_PIXELS).map_err(|e| {
-        let kind = if matches!(e, crate::Error::ImageTooLarge { .. })
-            || matches!(&e, crate::Error::CorruptImage { reason, .. } if reason.contains("limits"))
-        {
-            "too_large"
-        } else {
-            "image"
-        };
-        (kind, e.to_string())
-    })
+    Ok(())
 }
 
 /// Verifies the bundle against the store's version and, if everything passes, writes the new

@@ -28,6 +28,7 @@
 //!
 //! The stick is mounted `nosymfollow` by `deploy/99-facegate-usb.rules` as a second layer.
 
+use super::ProblemKind;
 use sha2::{Digest, Sha256};
 use std::ffi::CString;
 use std::fs::File;
@@ -42,17 +43,18 @@ use std::time::{Duration, Instant};
 pub const READ_DEADLINE: Duration = Duration::from_secs(60);
 const CHUNK: usize = 64 * 1024;
 
-/// Why a read from the stick was refused: a short kind (as in [`super::Problem::kind`]) and a
+/// Why a read from the stick was refused: a kind (as in [`super::Problem::kind`]) and a
 /// message that names the file and the fix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StickError {
-    /// `missing`, `path` (link, not a regular file, not a folder), `too_large` or `io`.
-    pub kind: &'static str,
+    /// [`Missing`](ProblemKind::Missing), [`Path`](ProblemKind::Path) (link, not a regular
+    /// file, not a folder), [`TooLarge`](ProblemKind::TooLarge) or [`Io`](ProblemKind::Io).
+    pub kind: ProblemKind,
     pub reason: String,
 }
 
 impl StickError {
-    fn new(kind: &'static str, reason: String) -> Self {
+    fn new(kind: ProblemKind, reason: String) -> Self {
         StickError { kind, reason }
     }
 }
@@ -102,7 +104,7 @@ fn kind_of(t: std::fs::FileType) -> &'static str {
 fn cstr(name: &std::ffi::OsStr, shown: &Path) -> Result<CString, StickError> {
     CString::new(name.as_bytes()).map_err(|_| {
         StickError::new(
-            "path",
+            ProblemKind::Path,
             format!("{} contains a NUL byte; rename it", shown.display()),
         )
     })
@@ -141,7 +143,7 @@ impl BundleDir {
                             .is_ok_and(|m| m.file_type().is_symlink()) =>
                 {
                     StickError::new(
-                        "path",
+                        ProblemKind::Path,
                         format!(
                             "the bundle folder {} is a symbolic link; {LINK_FIX}",
                             dir.display()
@@ -149,18 +151,18 @@ impl BundleDir {
                     )
                 }
                 Some(libc::ENOTDIR) => StickError::new(
-                    "path",
+                    ProblemKind::Path,
                     format!(
                         "{} is not a folder; put the bundle in a folder on the stick",
                         dir.display()
                     ),
                 ),
                 Some(libc::ENOENT) => StickError::new(
-                    "missing",
+                    ProblemKind::Missing,
                     format!("the bundle folder {} does not exist", dir.display()),
                 ),
                 _ => StickError::new(
-                    "io",
+                    ProblemKind::Io,
                     format!("cannot open the bundle folder {}: {e}", dir.display()),
                 ),
             })?;
@@ -184,7 +186,7 @@ impl BundleDir {
                 Component::CurDir => {}
                 _ => {
                     return Err(StickError::new(
-                        "path",
+                        ProblemKind::Path,
                         format!(
                             "{} is not a path inside the bundle; use a relative path without ..",
                             rel.display()
@@ -194,7 +196,7 @@ impl BundleDir {
             }
         }
         let Some((last, folders)) = names.split_last() else {
-            return Err(StickError::new("path", "empty path".into()));
+            return Err(StickError::new(ProblemKind::Path, "empty path".into()));
         };
         let mut current: Option<OwnedFd> = None;
         let mut shown = PathBuf::new();
@@ -218,7 +220,7 @@ impl BundleDir {
                         || lstatat(parent, &c).is_ok_and(|m| m.file_type().is_symlink()) =>
                 {
                     StickError::new(
-                        "path",
+                        ProblemKind::Path,
                         format!(
                             "folder {} (in {}) is a symbolic link; {LINK_FIX}",
                             shown.display(),
@@ -227,7 +229,7 @@ impl BundleDir {
                     )
                 }
                 Some(libc::ENOTDIR) => StickError::new(
-                    "path",
+                    ProblemKind::Path,
                     format!(
                         "{} (in {}) is not a folder; fix the path in the manifest",
                         shown.display(),
@@ -235,7 +237,7 @@ impl BundleDir {
                     ),
                 ),
                 Some(libc::ENOENT) => StickError::new(
-                    "missing",
+                    ProblemKind::Missing,
                     format!(
                         "{} is missing from the bundle (folder {} does not exist); copy it onto the stick",
                         rel.display(),
@@ -243,7 +245,7 @@ impl BundleDir {
                     ),
                 ),
                 _ => StickError::new(
-                    "io",
+                    ProblemKind::Io,
                     format!("cannot open folder {}: {e}", shown.display()),
                 ),
             })?;
@@ -259,6 +261,8 @@ impl BundleDir {
         self.read_with_deadline(rel, max, READ_DEADLINE)
     }
 
+    /// [`read`](Self::read) with another deadline (tests use a short one). The deadline counts
+    /// from the call, so walking the folders counts too.
     pub fn read_with_deadline(
         &self,
         rel: &Path,
@@ -268,121 +272,12 @@ impl BundleDir {
         let t0 = Instant::now();
         let (folder, name) = self.walk(rel)?;
         let folder = folder.as_ref().unwrap_or(&self.fd);
-        let shown = rel.display();
         // 1. Look before opening: links, FIFOs and devices are never opened.
-        let st = lstatat(folder, &name).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT) => StickError::new(
-                "missing",
-                format!("{shown} is missing from the bundle; copy it onto the stick"),
-            ),
-            _ => StickError::new("io", format!("cannot look at {shown}: {e}")),
-        })?;
-        if st.file_type().is_symlink() {
-            return Err(StickError::new(
-                "path",
-                format!("{shown} is a symbolic link; {LINK_FIX}"),
-            ));
-        }
-        if !st.file_type().is_file() {
-            return Err(StickError::new(
-                "path",
-                format!(
-                    "{shown} is {}, not a regular file; bundles must hold regular files: copy the real file onto the stick",
-                    kind_of(st.file_type())
-                ),
-            ));
-        }
-        let too_large = |size: u64| {
-            StickError::new(
-                "too_large",
-                format!("{shown} is {size} bytes, over the {max}-byte limit; scale it down (or remove it from the bundle)"),
-            )
-        };
-        if st.len() > max {
-            return Err(too_large(st.len()));
-        }
+        let looked = look_before_opening(folder, &name, rel, max)?;
         // 2. Open without following links and without blocking, then check the open file.
-        let fd = openat(
-            folder,
-            &name,
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY,
-        )
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => {
-                StickError::new("path", format!("{shown} is a symbolic link; {LINK_FIX}"))
-            }
-            Some(libc::ENOENT) => StickError::new(
-                "missing",
-                format!("{shown} is missing from the bundle; copy it onto the stick"),
-            ),
-            _ => StickError::new("io", format!("cannot open {shown}: {e}")),
-        })?;
-        let mut file = File::from(fd);
-        let meta = file
-            .metadata()
-            .map_err(|e| StickError::new("io", format!("cannot look at {shown}: {e}")))?;
-        if !meta.file_type().is_file() {
-            return Err(StickError::new(
-                "path",
-                format!(
-                    "{shown} is {}, not a regular file; bundles must hold regular files: copy the real file onto the stick",
-                    kind_of(meta.file_type())
-                ),
-            ));
-        }
-        if meta.ino() != st.ino() || meta.dev() != st.dev() {
-            return Err(StickError::new(
-                "io",
-                format!("{shown} changed while it was being opened; leave the stick alone and plug it in again"),
-            ));
-        }
-        if meta.len() > max {
-            return Err(too_large(meta.len()));
-        }
+        let (file, len) = open_looked_at(folder, &name, &looked, rel, max)?;
         // 3. Read at most max + 1 bytes, hashing, with a deadline.
-        let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let room = (max + 1).saturating_sub(bytes.len() as u64);
-            if room == 0 {
-                return Err(StickError::new(
-                    "too_large",
-                    format!("{shown} grew over the {max}-byte limit while it was read; copy a finished file onto the stick"),
-                ));
-            }
-            let want = (room as usize).min(CHUNK);
-            let n = match file.read(&mut buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(StickError::new(
-                        "io",
-                        format!("cannot read {shown}: {e}; the stick may be failing: copy the bundle onto another stick"),
-                    ))
-                }
-            };
-            hasher.update(&buf[..n]);
-            bytes.extend_from_slice(&buf[..n]);
-            if t0.elapsed() > deadline {
-                return Err(StickError::new(
-                    "io",
-                    format!(
-                        "reading {shown} took longer than {} s ({} bytes read); the stick is too slow or failing: copy the bundle onto another stick",
-                        deadline.as_secs(),
-                        bytes.len()
-                    ),
-                ));
-            }
-        }
-        if bytes.len() as u64 > max {
-            return Err(too_large(bytes.len() as u64));
-        }
-        Ok(StickFile {
-            bytes,
-            sha256: hasher.finalize().into(),
-        })
+        read_bounded(file, len, rel, max, t0, deadline)
     }
 
     /// Creates `name` in the bundle folder itself (never elsewhere): `O_CREAT | O_EXCL |
@@ -413,4 +308,161 @@ impl BundleDir {
         f.sync_all()?;
         Ok(self.path.join(name))
     }
+}
+
+fn too_large(rel: &Path, size: u64, max: u64) -> StickError {
+    StickError::new(
+        ProblemKind::TooLarge,
+        format!(
+            "{} is {size} bytes, over the {max}-byte limit; scale it down (or remove it from the bundle)",
+            rel.display()
+        ),
+    )
+}
+
+fn not_regular(rel: &Path, t: std::fs::FileType) -> StickError {
+    StickError::new(
+        ProblemKind::Path,
+        format!(
+            "{} is {}, not a regular file; bundles must hold regular files: copy the real file onto the stick",
+            rel.display(),
+            kind_of(t)
+        ),
+    )
+}
+
+/// Step 1 of [`BundleDir::read_with_deadline`]: the metadata of `name` through an `O_PATH`
+/// descriptor; a link, anything but a regular file, or a file over `max` is refused here,
+/// before it is opened.
+fn look_before_opening(
+    folder: &OwnedFd,
+    name: &CString,
+    rel: &Path,
+    max: u64,
+) -> Result<std::fs::Metadata, StickError> {
+    let shown = rel.display();
+    let st = lstatat(folder, name).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => StickError::new(
+            ProblemKind::Missing,
+            format!("{shown} is missing from the bundle; copy it onto the stick"),
+        ),
+        _ => StickError::new(ProblemKind::Io, format!("cannot look at {shown}: {e}")),
+    })?;
+    if st.file_type().is_symlink() {
+        return Err(StickError::new(
+            ProblemKind::Path,
+            format!("{shown} is a symbolic link; {LINK_FIX}"),
+        ));
+    }
+    if !st.file_type().is_file() {
+        return Err(not_regular(rel, st.file_type()));
+    }
+    if st.len() > max {
+        return Err(too_large(rel, st.len(), max));
+    }
+    Ok(st)
+}
+
+/// Step 2 of [`BundleDir::read_with_deadline`]: opens `name` `O_NOFOLLOW | O_NONBLOCK` (a FIFO
+/// swapped in since step 1 cannot block the open) and `fstat`s the open file: still a regular
+/// file, the same inode as `looked`, within `max`. Returns the file and its length.
+fn open_looked_at(
+    folder: &OwnedFd,
+    name: &CString,
+    looked: &std::fs::Metadata,
+    rel: &Path,
+    max: u64,
+) -> Result<(File, u64), StickError> {
+    let shown = rel.display();
+    let fd = openat(
+        folder,
+        name,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => StickError::new(
+            ProblemKind::Path,
+            format!("{shown} is a symbolic link; {LINK_FIX}"),
+        ),
+        Some(libc::ENOENT) => StickError::new(
+            ProblemKind::Missing,
+            format!("{shown} is missing from the bundle; copy it onto the stick"),
+        ),
+        _ => StickError::new(ProblemKind::Io, format!("cannot open {shown}: {e}")),
+    })?;
+    let file = File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| StickError::new(ProblemKind::Io, format!("cannot look at {shown}: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular(rel, meta.file_type()));
+    }
+    if meta.ino() != looked.ino() || meta.dev() != looked.dev() {
+        return Err(StickError::new(
+            ProblemKind::Io,
+            format!("{shown} changed while it was being opened; leave the stick alone and plug it in again"),
+        ));
+    }
+    if meta.len() > max {
+        return Err(too_large(rel, meta.len(), max));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Step 3 of [`BundleDir::read_with_deadline`]: reads at most `max + 1` bytes in
+/// [`CHUNK`]-byte chunks, hashing while reading; refused if the file grows over `max` or the
+/// read is still going `deadline` after `t0`. `len` (at most `max`) is the size it had when
+/// opened.
+fn read_bounded(
+    mut file: File,
+    len: u64,
+    rel: &Path,
+    max: u64,
+    t0: Instant,
+    deadline: Duration,
+) -> Result<StickFile, StickError> {
+    let shown = rel.display();
+    let mut bytes = Vec::with_capacity(len as usize + 1);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let room = (max + 1).saturating_sub(bytes.len() as u64);
+        if room == 0 {
+            return Err(StickError::new(
+                ProblemKind::TooLarge,
+                format!("{shown} grew over the {max}-byte limit while it was read; copy a finished file onto the stick"),
+            ));
+        }
+        let want = (room as usize).min(CHUNK);
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(StickError::new(
+                    ProblemKind::Io,
+                    format!("cannot read {shown}: {e}; the stick may be failing: copy the bundle onto another stick"),
+                ))
+            }
+        };
+        hasher.update(&buf[..n]);
+        bytes.extend_from_slice(&buf[..n]);
+        if t0.elapsed() > deadline {
+            return Err(StickError::new(
+                ProblemKind::Io,
+                format!(
+                    "reading {shown} took longer than {} s ({} bytes read); the stick is too slow or failing: copy the bundle onto another stick",
+                    deadline.as_secs(),
+                    bytes.len()
+                ),
+            ));
+        }
+    }
+    if bytes.len() as u64 > max {
+        return Err(too_large(rel, bytes.len() as u64, max));
+    }
+    Ok(StickFile {
+        bytes,
+        sha256: hasher.finalize().into(),
+    })
 }

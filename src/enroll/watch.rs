@@ -7,16 +7,16 @@
 use super::import::{import_bundle, report_text, write_report, ImportPolicy};
 use super::stick::BundleDir;
 use super::store::Store;
-use super::EnrollError;
+use super::{EnrollError, ProblemKind};
 use crate::audit::Event;
-use crate::face::FaceModels;
+use crate::face::{FaceEngine, FaceModels};
 use crate::gallery::{Gallery, Person};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -147,7 +147,7 @@ fn bundle_identity(dir: &Path) -> Found {
     };
     let folder = match BundleDir::open(dir) {
         Ok(f) => f,
-        Err(e) if e.kind == "missing" => return Found::Nothing,
+        Err(e) if e.kind == ProblemKind::Missing => return Found::Nothing,
         Err(e) => {
             return refused(EnrollError::Manifest {
                 path: dir.to_path_buf(),
@@ -157,7 +157,7 @@ fn bundle_identity(dir: &Path) -> Found {
     };
     let m = match folder.read(Path::new(MANIFEST), MAX_MANIFEST_BYTES) {
         Ok(f) => f.bytes,
-        Err(e) if e.kind == "missing" => return Found::Nothing,
+        Err(e) if e.kind == ProblemKind::Missing => return Found::Nothing,
         Err(e) => {
             return refused(EnrollError::Manifest {
                 path: dir.join(MANIFEST),
@@ -168,7 +168,7 @@ fn bundle_identity(dir: &Path) -> Found {
     let s = match folder.read(Path::new(SIGNATURE), MAX_SIG_BYTES) {
         Ok(f) => f.bytes,
         // unsigned: the import refuses it with the fix
-        Err(e) if e.kind == "missing" => Vec::new(),
+        Err(e) if e.kind == ProblemKind::Missing => Vec::new(),
         Err(e) => {
             return refused(EnrollError::Signature(format!(
                 "{}; then re-sign the bundle with `facegate bundle sign DIR --key KEY`",
@@ -199,79 +199,133 @@ pub fn spawn(
     store: Store,
     cfg: WatchConfig,
 ) -> Result<WatchHandle, EnrollError> {
-    let mut engine = models.engine()?;
     let (tx, rx) = channel();
     let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
+    let watcher = Watcher {
+        engine: models.engine()?,
+        store,
+        cfg,
+        tx,
+        stop: stop.clone(),
+        seen: HashSet::new(),
+    };
     let thread = std::thread::Builder::new()
         .name("enroll-watch".into())
-        .spawn(move || {
-            let mut seen: HashSet<String> = HashSet::new();
-            while !stop2.load(Ordering::Relaxed) {
-                for dir in expand(&cfg.patterns) {
-                    if seen.len() > MAX_SEEN {
-                        log::warn!("enrollment watcher: over {MAX_SEEN} bundles seen in this run; forgetting them");
-                        seen.clear();
-                    }
-                    let id = match bundle_identity(&dir) {
-                        Found::Nothing => continue,
-                        Found::Bundle(id) => id,
-                        Found::Refused { key, error } => {
-                            if seen.insert(key) {
-                                let ev = rejected_event(&dir, None, &error);
-                                if cfg.write_report {
-                                    write_report(&dir, &report_text(&dir, &Err(error)));
-                                }
-                                if tx.send(ev).is_err() {
-                                    return;
-                                }
-                            }
-                            continue;
-                        }
-                    };
-                    if !seen.insert(id.clone()) {
-                        continue;
-                    }
-                    log::info!("enrollment bundle found at {}", dir.display());
-                    let mut progress = |done: usize, total: usize| {
-                        if done % 10 == 0 || done == total {
-                            log::info!("enrollment: {done}/{total} photos");
-                        }
-                    };
-                    let result = import_bundle(&dir, &cfg.policy, &store, &mut engine, &mut progress);
-                    if cfg.write_report {
-                        write_report(&dir, &report_text(&dir, &result));
-                    }
-                    let ev = match result {
-                        Ok(o) => {
-                            log::info!(
-                                "enrollment: bundle version {} imported ({} enrolled, {} removed, {} photos in {:.1} s)",
-                                o.version, o.enrolled.len(), o.removed.len(), o.photos, o.elapsed.as_secs_f64()
-                            );
-                            WatchEvent::Imported {
-                                gallery: merged(&cfg.base, &o.data.people),
-                                audit: o.audit_record(&dir, Some(&id), None),
-                            }
-                        }
-                        Err(e) => rejected_event(&dir, Some(&id), &e),
-                    };
-                    if tx.send(ev).is_err() {
-                        return;
-                    }
-                }
-                // sleep in short steps so that stop is honoured quickly
-                let mut slept = Duration::ZERO;
-                while slept < cfg.poll && !stop2.load(Ordering::Relaxed) {
-                    let step = Duration::from_millis(100).min(cfg.poll - slept);
-                    std::thread::sleep(step);
-                    slept += step;
-                }
-            }
-        })
-        .map_err(|e| EnrollError::Key(format!("cannot start the enrollment watcher thread: {e}")))?;
+        .spawn(move || watcher.run())
+        .map_err(|e| {
+            EnrollError::Key(format!("cannot start the enrollment watcher thread: {e}"))
+        })?;
     Ok(WatchHandle {
         rx,
         stop,
         thread: Some(thread),
     })
+}
+
+/// The frame loop dropped its [`WatchHandle`]: the watcher thread ends.
+struct HandleGone;
+
+/// The watcher thread's state.
+struct Watcher {
+    engine: FaceEngine,
+    store: Store,
+    cfg: WatchConfig,
+    tx: Sender<WatchEvent>,
+    stop: Arc<AtomicBool>,
+    /// Bundles (sha256 of manifest + signature) and refusals already reported in this run.
+    seen: HashSet<String>,
+}
+
+impl Watcher {
+    /// Every `poll`: each bundle folder the patterns match, at most once per content; until
+    /// stopped or the frame loop is gone.
+    fn run(mut self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            for dir in expand(&self.cfg.patterns) {
+                if self.visit(&dir).is_err() {
+                    return;
+                }
+            }
+            self.sleep_until_next_poll();
+        }
+    }
+
+    /// Looks at one bundle folder: a refusal or a bundle not reported yet is reported once.
+    fn visit(&mut self, dir: &Path) -> Result<(), HandleGone> {
+        if self.seen.len() > MAX_SEEN {
+            log::warn!(
+                "enrollment watcher: over {MAX_SEEN} bundles seen in this run; forgetting them"
+            );
+            self.seen.clear();
+        }
+        match bundle_identity(dir) {
+            Found::Nothing => Ok(()),
+            // Reported once per run and content, like a bundle.
+            Found::Refused { key, error } => {
+                if !self.seen.insert(key) {
+                    return Ok(());
+                }
+                let ev = rejected_event(dir, None, &error);
+                if self.cfg.write_report {
+                    write_report(dir, &report_text(dir, &Err(error)));
+                }
+                self.send(ev)
+            }
+            Found::Bundle(id) => {
+                if !self.seen.insert(id.clone()) {
+                    return Ok(());
+                }
+                let ev = self.import(dir, &id);
+                self.send(ev)
+            }
+        }
+    }
+
+    /// Imports the bundle `id` in `dir`, writes the report if configured, and says what happened.
+    fn import(&mut self, dir: &Path, id: &str) -> WatchEvent {
+        log::info!("enrollment bundle found at {}", dir.display());
+        let mut progress = |done: usize, total: usize| {
+            if done % 10 == 0 || done == total {
+                log::info!("enrollment: {done}/{total} photos");
+            }
+        };
+        let result = import_bundle(
+            dir,
+            &self.cfg.policy,
+            &self.store,
+            &mut self.engine,
+            &mut progress,
+        );
+        if self.cfg.write_report {
+            write_report(dir, &report_text(dir, &result));
+        }
+        match result {
+            Ok(o) => {
+                log::info!(
+                    "enrollment: bundle version {} imported ({} enrolled, {} removed, {} photos in {:.1} s)",
+                    o.version, o.enrolled.len(), o.removed.len(), o.photos, o.elapsed.as_secs_f64()
+                );
+                WatchEvent::Imported {
+                    gallery: merged(&self.cfg.base, &o.data.people),
+                    audit: o.audit_record(dir, Some(id), None),
+                }
+            }
+            Err(e) => rejected_event(dir, Some(id), &e),
+        }
+    }
+
+    fn send(&self, ev: WatchEvent) -> Result<(), HandleGone> {
+        self.tx.send(ev).map_err(|_| HandleGone)
+    }
+
+    /// Sleeps `poll` in short steps so that stop is honoured quickly.
+    fn sleep_until_next_poll(&self) {
+        let poll = self.cfg.poll;
+        let mut slept = Duration::ZERO;
+        while slept < poll && !self.stop.load(Ordering::Relaxed) {
+            let step = Duration::from_millis(100).min(poll - slept);
+            std::thread::sleep(step);
+            slept += step;
+        }
+    }
 }

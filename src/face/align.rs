@@ -111,39 +111,16 @@ impl View<'_> {
 }
 
 impl Aligner {
-    /// Extracts the chip for `placement` from `img` into `out` (resized to size x size).
+    /// Extracts the chip for `placement` from `img` into `out` (resized to size x size), as
+    /// dlib does: the pyramid is built over the bounding box of the rotated chip only, the
+    /// level is picked, and the chip is sampled bilinearly from it.
     pub fn extract(&mut self, img: &RgbImage, placement: &ChipPlacement, out: &mut RgbImage) {
         let size = placement.size;
         if out.width() != size || out.height() != size {
             *out = RgbImage::new(size, size);
         }
-        let chip_area = placement.area();
-        let mut depth = 0usize;
-        let mut grow = 2.0;
-        let mut r = rect_down(&placement.rect);
-        while r.area() > chip_area {
-            r = rect_down(&r);
-            depth += 1;
-            grow = grow * 2.0 + 2.0;
-        }
-        let c = placement.rect.center();
-        let pr = &placement.rect;
-        let mut rot = Rect::EMPTY;
-        for p in [
-            Point::new(pr.left, pr.top),
-            Point::new(pr.right, pr.top),
-            Point::new(pr.left, pr.bottom),
-            Point::new(pr.right, pr.bottom),
-        ] {
-            rot = rot.union_point(rotate_about(c, p, placement.angle));
-        }
-        let whole = Rect::new(
-            0.0,
-            0.0,
-            f64::from(img.width()) - 1.0,
-            f64::from(img.height()) - 1.0,
-        );
-        let bbox = rot.grow(grow).intersect(&whole).round();
+        let (depth, grow) = pyramid_depth(placement);
+        let bbox = source_box(img, placement, grow);
         if bbox.is_empty() {
             out.fill(0);
             return;
@@ -156,7 +133,18 @@ impl Aligner {
             width: bbox.width() as usize,
             height: bbox.height() as usize,
         };
-        // Build the pyramid over the bounding box only.
+        self.build_pyramid(base, depth);
+        let (level, r) = chip_level(placement, &bbox);
+        let src = if level < 0 || depth == 0 {
+            base
+        } else {
+            self.levels[(level as usize).min(depth - 1)].view()
+        };
+        sample_chip(&src, &r, placement.angle, size, out);
+    }
+
+    /// Builds `depth` 2:1 pyramid levels below `base` into the reused buffers.
+    fn build_pyramid(&mut self, base: View<'_>, depth: usize) {
         if self.levels.len() < depth {
             self.levels.resize(depth, Plane::default());
         }
@@ -169,33 +157,77 @@ impl Aligner {
             };
             pyramid_down(&src, &mut rest[0], &mut self.row_tmp);
         }
-        // Pick the level exactly as dlib does.
-        let mut level: isize = -1;
-        let mut r = placement.rect.translate(-bbox.left, -bbox.top);
-        while rect_down(&r).area() > chip_area {
-            level += 1;
-            r = rect_down(&r);
-        }
-        let src = if level < 0 || depth == 0 {
-            base
-        } else {
-            self.levels[(level as usize).min(depth - 1)].view()
-        };
-        let rc = r.center();
-        let tl = rotate_about(rc, Point::new(r.left, r.top), placement.angle);
-        let tr = rotate_about(rc, Point::new(r.right, r.top), placement.angle);
-        let bl = rotate_about(rc, Point::new(r.left, r.bottom), placement.angle);
-        let n = f64::from(size - 1).max(1.0);
-        let (ux, uy) = ((tr.x - tl.x) / n, (tr.y - tl.y) / n);
-        let (vx, vy) = ((bl.x - tl.x) / n, (bl.y - tl.y) / n);
-        let out_raw: &mut [u8] = out;
-        for row in 0..size as usize {
-            for col in 0..size as usize {
-                let x = tl.x + col as f64 * ux + row as f64 * vx;
-                let y = tl.y + col as f64 * uy + row as f64 * vy;
-                let o = (row * size as usize + col) * 3;
-                sample_bilinear(&src, x, y, &mut out_raw[o..o + 3]);
-            }
+    }
+}
+
+/// How many pyramid levels dlib builds for `placement` (halving until the chip's rectangle is
+/// no larger than the chip), and the margin it keeps around the chip for the pyramid filter.
+fn pyramid_depth(placement: &ChipPlacement) -> (usize, f64) {
+    let chip_area = placement.area();
+    let mut depth = 0usize;
+    let mut grow = 2.0;
+    let mut r = rect_down(&placement.rect);
+    while r.area() > chip_area {
+        r = rect_down(&r);
+        depth += 1;
+        grow = grow * 2.0 + 2.0;
+    }
+    (depth, grow)
+}
+
+/// The part of `img` the chip is sampled from: the bounding box of the rotated chip, grown by
+/// `grow`, clipped to the image and rounded (empty when the chip lies outside the image).
+fn source_box(img: &RgbImage, placement: &ChipPlacement, grow: f64) -> Rect {
+    let c = placement.rect.center();
+    let pr = &placement.rect;
+    let mut rot = Rect::EMPTY;
+    for p in [
+        Point::new(pr.left, pr.top),
+        Point::new(pr.right, pr.top),
+        Point::new(pr.left, pr.bottom),
+        Point::new(pr.right, pr.bottom),
+    ] {
+        rot = rot.union_point(rotate_about(c, p, placement.angle));
+    }
+    let whole = Rect::new(
+        0.0,
+        0.0,
+        f64::from(img.width()) - 1.0,
+        f64::from(img.height()) - 1.0,
+    );
+    rot.grow(grow).intersect(&whole).round()
+}
+
+/// The pyramid level to sample from, picked exactly as dlib does (-1: the image itself), and
+/// the chip's rectangle in that level's coordinates (relative to `bbox`).
+fn chip_level(placement: &ChipPlacement, bbox: &Rect) -> (isize, Rect) {
+    let chip_area = placement.area();
+    let mut level: isize = -1;
+    let mut r = placement.rect.translate(-bbox.left, -bbox.top);
+    while rect_down(&r).area() > chip_area {
+        level += 1;
+        r = rect_down(&r);
+    }
+    (level, r)
+}
+
+/// Samples the `size` x `size` chip whose rectangle `r` is rotated by `angle` from `src` into
+/// `out`.
+fn sample_chip(src: &View<'_>, r: &Rect, angle: f64, size: u32, out: &mut RgbImage) {
+    let rc = r.center();
+    let tl = rotate_about(rc, Point::new(r.left, r.top), angle);
+    let tr = rotate_about(rc, Point::new(r.right, r.top), angle);
+    let bl = rotate_about(rc, Point::new(r.left, r.bottom), angle);
+    let n = f64::from(size - 1).max(1.0);
+    let (ux, uy) = ((tr.x - tl.x) / n, (tr.y - tl.y) / n);
+    let (vx, vy) = ((bl.x - tl.x) / n, (bl.y - tl.y) / n);
+    let out_raw: &mut [u8] = out;
+    for row in 0..size as usize {
+        for col in 0..size as usize {
+            let x = tl.x + col as f64 * ux + row as f64 * vx;
+            let y = tl.y + col as f64 * uy + row as f64 * vy;
+            let o = (row * size as usize + col) * 3;
+            sample_bilinear(src, x, y, &mut out_raw[o..o + 3]);
         }
     }
 }

@@ -59,7 +59,10 @@ pub struct ShapePredictor {
 }
 
 impl ShapePredictor {
-    /// Parses dlib's binary serialisation of `shape_predictor` (format version 1).
+    /// Parses dlib's binary serialisation of `shape_predictor` (format version 1): the
+    /// version, the initial shape, the forests of regression trees (one per cascade), the
+    /// anchor points and pixel offsets of each cascade; then checks that nothing is left over
+    /// and that every index is within its table.
     pub fn from_dat(bytes: &[u8], origin: &Path) -> Result<Self> {
         let err = |reason: String| Error::Model {
             path: origin.to_path_buf(),
@@ -71,81 +74,13 @@ impl ShapePredictor {
             return Err(err(format!("unsupported version {version}")));
         }
         let initial = r.float_matrix().map_err(err)?;
-        let n_cascades = r.len().map_err(err)?;
-        let mut trees_per = Vec::with_capacity(n_cascades);
-        for _ in 0..n_cascades {
-            let n_trees = r.len().map_err(err)?;
-            let mut trees = Vec::with_capacity(n_trees);
-            for _ in 0..n_trees {
-                let n_splits = r.len().map_err(err)?;
-                let mut splits = Vec::with_capacity(n_splits);
-                for _ in 0..n_splits {
-                    let idx1 = r.int().map_err(err)? as u32;
-                    let idx2 = r.int().map_err(err)? as u32;
-                    let thresh = r.float().map_err(err)?;
-                    splits.push(Split { idx1, idx2, thresh });
-                }
-                let n_leaves = r.len().map_err(err)?;
-                if n_leaves != n_splits + 1 {
-                    return Err(err(format!("{n_leaves} leaves for {n_splits} splits")));
-                }
-                let mut leaves = Vec::with_capacity(n_leaves * initial.len());
-                for _ in 0..n_leaves {
-                    let leaf = r.float_matrix().map_err(err)?;
-                    if leaf.len() != initial.len() {
-                        return Err(err("leaf size differs from shape size".into()));
-                    }
-                    leaves.extend_from_slice(&leaf);
-                }
-                trees.push(Tree { splits, leaves });
-            }
-            trees_per.push(trees);
-        }
-        let n_anchor = r.len().map_err(err)?;
-        let mut anchors = Vec::with_capacity(n_anchor);
-        for _ in 0..n_anchor {
-            let n = r.len().map_err(err)?;
-            let mut v = Vec::with_capacity(n);
-            for _ in 0..n {
-                v.push(r.int().map_err(err)? as u32);
-            }
-            anchors.push(v);
-        }
-        let n_deltas = r.len().map_err(err)?;
-        let mut deltas = Vec::with_capacity(n_deltas);
-        for _ in 0..n_deltas {
-            let n = r.len().map_err(err)?;
-            let mut v = Vec::with_capacity(n);
-            for _ in 0..n {
-                v.push([r.float().map_err(err)?, r.float().map_err(err)?]);
-            }
-            deltas.push(v);
-        }
+        let forests = read_forests(&mut r, initial.len()).map_err(err)?;
+        let anchors = read_anchors(&mut r).map_err(err)?;
+        let deltas = read_deltas(&mut r).map_err(err)?;
         if r.pos != bytes.len() {
             return Err(err(format!("{} trailing bytes", bytes.len() - r.pos)));
         }
-        if anchors.len() != trees_per.len() || deltas.len() != trees_per.len() {
-            return Err(err("cascade tables disagree in length".into()));
-        }
-        let num_points = initial.len() / 2;
-        let mut cascades = Vec::with_capacity(trees_per.len());
-        for ((trees, anchor), deltas) in trees_per.into_iter().zip(anchors).zip(deltas) {
-            if anchor.len() != deltas.len()
-                || anchor.iter().any(|&a| a as usize >= num_points)
-                || trees.iter().any(|t| {
-                    t.splits
-                        .iter()
-                        .any(|s| s.idx1 as usize >= anchor.len() || s.idx2 as usize >= anchor.len())
-                })
-            {
-                return Err(err("feature index out of range".into()));
-            }
-            cascades.push(Cascade {
-                trees,
-                anchor,
-                deltas,
-            });
-        }
+        let cascades = build_cascades(forests, anchors, deltas, initial.len() / 2).map_err(err)?;
         Ok(ShapePredictor { initial, cascades })
     }
 
@@ -218,6 +153,110 @@ fn pts(shape: &[f32]) -> Vec<Point> {
 /// Reader for dlib's `serialize()` stream: variable-length integers (a control byte with
 /// the byte count and a sign bit, then little-endian bytes) and floats stored as such an
 /// integer mantissa and exponent.
+/// The regression trees of every cascade; each leaf holds a shape delta of `shape_len`
+/// values.
+fn read_forests(r: &mut DlibReader<'_>, shape_len: usize) -> Result<Vec<Vec<Tree>>, String> {
+    let n_cascades = r.len()?;
+    let mut forests = Vec::with_capacity(n_cascades);
+    for _ in 0..n_cascades {
+        let n_trees = r.len()?;
+        let mut trees = Vec::with_capacity(n_trees);
+        for _ in 0..n_trees {
+            trees.push(read_tree(r, shape_len)?);
+        }
+        forests.push(trees);
+    }
+    Ok(forests)
+}
+
+/// One tree: its splits, then one more leaf than splits.
+fn read_tree(r: &mut DlibReader<'_>, shape_len: usize) -> Result<Tree, String> {
+    let n_splits = r.len()?;
+    let mut splits = Vec::with_capacity(n_splits);
+    for _ in 0..n_splits {
+        let idx1 = r.int()? as u32;
+        let idx2 = r.int()? as u32;
+        let thresh = r.float()?;
+        splits.push(Split { idx1, idx2, thresh });
+    }
+    let n_leaves = r.len()?;
+    if n_leaves != n_splits + 1 {
+        return Err(format!("{n_leaves} leaves for {n_splits} splits"));
+    }
+    let mut leaves = Vec::with_capacity(n_leaves * shape_len);
+    for _ in 0..n_leaves {
+        let leaf = r.float_matrix()?;
+        if leaf.len() != shape_len {
+            return Err("leaf size differs from shape size".into());
+        }
+        leaves.extend_from_slice(&leaf);
+    }
+    Ok(Tree { splits, leaves })
+}
+
+/// Per cascade, the landmark each feature pixel is anchored to.
+fn read_anchors(r: &mut DlibReader<'_>) -> Result<Vec<Vec<u32>>, String> {
+    let n_anchor = r.len()?;
+    let mut anchors = Vec::with_capacity(n_anchor);
+    for _ in 0..n_anchor {
+        let n = r.len()?;
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(r.int()? as u32);
+        }
+        anchors.push(v);
+    }
+    Ok(anchors)
+}
+
+/// Per cascade, each feature pixel's offset from its anchor.
+fn read_deltas(r: &mut DlibReader<'_>) -> Result<Vec<Vec<[f32; 2]>>, String> {
+    let n_deltas = r.len()?;
+    let mut deltas = Vec::with_capacity(n_deltas);
+    for _ in 0..n_deltas {
+        let n = r.len()?;
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push([r.float()?, r.float()?]);
+        }
+        deltas.push(v);
+    }
+    Ok(deltas)
+}
+
+/// Puts the three per-cascade tables together; refuses tables of different lengths and any
+/// index out of range (an anchor beyond the shape's points, a split beyond the features), so
+/// that prediction never indexes out of bounds.
+fn build_cascades(
+    forests: Vec<Vec<Tree>>,
+    anchors: Vec<Vec<u32>>,
+    deltas: Vec<Vec<[f32; 2]>>,
+    num_points: usize,
+) -> Result<Vec<Cascade>, String> {
+    if anchors.len() != forests.len() || deltas.len() != forests.len() {
+        return Err("cascade tables disagree in length".into());
+    }
+    let mut cascades = Vec::with_capacity(forests.len());
+    for ((trees, anchor), deltas) in forests.into_iter().zip(anchors).zip(deltas) {
+        if anchor.len() != deltas.len()
+            || anchor.iter().any(|&a| a as usize >= num_points)
+            || trees.iter().any(|t| {
+                t.splits
+                    .iter()
+                    .any(|s| s.idx1 as usize >= anchor.len() || s.idx2 as usize >= anchor.len())
+            })
+        {
+            return Err("feature index out of range".into());
+        }
+        cascades.push(Cascade {
+            trees,
+            anchor,
+            deltas,
+        });
+    }
+    Ok(cascades)
+}
+
 struct DlibReader<'a> {
     buf: &'a [u8],
     pos: usize,

@@ -22,13 +22,15 @@ pub const CROP_SIDE: u32 = LIVENESS_INPUT_SHAPE[3] as u32;
 
 const STAGE: &str = "liveness";
 
-/// Which models score a face: both (upstream's ensemble, the default) or one of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+/// Which models score a face: v2 alone (the door's default: on nuaa_dev it separates prints
+/// from live faces as well as the pair does, and it rejects the tablet replay the pair lets
+/// through, at half the cost; MODEL_CARD "Liveness"), both (upstream's ensemble), or v1se alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LivenessChoice {
     #[default]
-    Both,
     V2,
+    Both,
     V1se,
 }
 
@@ -122,7 +124,7 @@ impl LivenessModel {
 pub struct LivenessModels {
     pub models: Vec<Arc<LivenessModel>>,
     pub choice: LivenessChoice,
-    /// The manifest's default threshold on the live score.
+    /// The manifest's threshold on the live score for this choice of models.
     pub threshold: f32,
     pub load_time: Duration,
 }
@@ -130,7 +132,12 @@ pub struct LivenessModels {
 impl LivenessModels {
     pub fn load(dir: &ModelDir, choice: LivenessChoice) -> Result<Arc<Self>> {
         let t0 = Instant::now();
-        let threshold = dir.liveness_manifest()?.threshold;
+        let manifest = dir.liveness_manifest()?;
+        let threshold = match choice {
+            LivenessChoice::V2 => manifest.threshold,
+            LivenessChoice::Both => manifest.threshold_both,
+            LivenessChoice::V1se => manifest.threshold_v1se,
+        };
         let models = choice
             .model_names()
             .iter()

@@ -16,7 +16,7 @@
 //! payload handled is kept in `<spool_dir>.last`, so it is imported once.
 
 use super::client::Inbound;
-use crate::enroll::bundle::{Manifest, MANIFEST, SIGNATURE};
+use crate::enroll::bundle::{BundleManifest, MANIFEST, SIGNATURE};
 use crate::error::{Error, Result};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -54,7 +54,7 @@ pub fn pack(dir: &Path) -> Result<Vec<u8>> {
             dir.display()
         ))
     })?;
-    let m = Manifest::parse(&manifest, &dir.join(MANIFEST)).map_err(crate::Error::from)?;
+    let m = BundleManifest::parse(&manifest, &dir.join(MANIFEST)).map_err(crate::Error::from)?;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut files = vec![
         PackedFile {

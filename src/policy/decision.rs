@@ -36,8 +36,9 @@ pub enum DenyReason {
     Ambiguous { runner_up: String, margin: f32 },
     /// A match, but the person's access rules refuse entry now.
     NotAllowed(AccessDenied),
-    /// The liveness check rejected the face (its reason).
-    PresentationAttack(String),
+    /// An enrolled person matched, but the face was not live (a print, a screen): the best
+    /// live score of the visit's attack frames, and the check's reason.
+    PresentationAttack { score: Option<f32>, reason: String },
     /// Non-finite embeddings or distances (an encoder or arithmetic fault).
     InvalidMatchData(String),
     /// Failing frames without one consistent kind of failure.
@@ -51,7 +52,7 @@ impl DenyReason {
             DenyReason::UnknownFace => "unknown_face",
             DenyReason::Ambiguous { .. } => "ambiguous",
             DenyReason::NotAllowed(a) => a.code(),
-            DenyReason::PresentationAttack(_) => "presentation_attack",
+            DenyReason::PresentationAttack { .. } => "presentation_attack",
             DenyReason::InvalidMatchData(_) => "invalid_match_data",
             DenyReason::NoConsistentMatch => "no_consistent_match",
         }
@@ -66,7 +67,9 @@ impl std::fmt::Display for DenyReason {
                 write!(f, "ambiguous: {runner_up} only {margin:.3} further")
             }
             DenyReason::NotAllowed(a) => write!(f, "{a}"),
-            DenyReason::PresentationAttack(r) => write!(f, "presentation attack: {r}"),
+            DenyReason::PresentationAttack { reason, .. } => {
+                write!(f, "presentation attack: {reason}")
+            }
             DenyReason::InvalidMatchData(r) => write!(f, "invalid match data: {r}"),
             DenyReason::NoConsistentMatch => f.write_str("no consistent match"),
         }
@@ -81,7 +84,8 @@ impl Serialize for DenyReason {
 }
 
 impl Decision {
-    /// The denial of a visit whose failing frames ended with `last`: the reason, and the
+    /// The denial of a visit whose failing frames are named by `last` (see
+    /// `Attempt::failing_visitor`): the reason, and the
     /// nearest identity with its distance when the verdict names one.
     pub(super) fn deny_after(last: Option<FrameVerdict>) -> Decision {
         let (reason, id, distance) = match last {
@@ -103,9 +107,16 @@ impl Decision {
                 distance,
                 reason,
             }) => (DenyReason::NotAllowed(reason), Some(id), Some(distance)),
-            Some(FrameVerdict::Spoof { reason }) => {
-                (DenyReason::PresentationAttack(reason), None, None)
-            }
+            Some(FrameVerdict::Spoof {
+                id,
+                distance,
+                score,
+                reason,
+            }) => (
+                DenyReason::PresentationAttack { score, reason },
+                Some(id),
+                Some(distance),
+            ),
             Some(FrameVerdict::Invalid { reason }) => {
                 (DenyReason::InvalidMatchData(reason), None, None)
             }

@@ -22,6 +22,10 @@ pub struct PolicySettings {
     pub free_failures: u32,
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// Presentation-attack detection is on (`[liveness] enabled`): a matched face counts only
+    /// when its check said live. Off, a matched face counts without one (and the daemon says so
+    /// at every start and in every audit record).
+    pub liveness_required: bool,
 }
 
 /// The default same-person distance threshold (`[policy] threshold`; see the README's
@@ -44,6 +48,7 @@ impl Default for PolicySettings {
             free_failures: 3,
             backoff: Duration::from_secs(30),
             max_backoff: Duration::from_secs(600),
+            liveness_required: false,
         }
     }
 }

@@ -33,7 +33,7 @@ fn face(id: &str, d: f32, runner: f32) -> Evidence {
 fn face_e(id: &str, d: f32, runner: f32, embedding: Embedding) -> Evidence {
     Evidence::Face {
         quality: q(),
-        liveness: Liveness::Unchecked,
+        liveness: Liveness::Off,
         best: Some(Match {
             id: id.into(),
             distance: d,
@@ -153,17 +153,129 @@ fn access_rules_and_spoofs_deny() {
         "{out:?}"
     );
     let mut p = Policy::new(PolicySettings::default());
-    let mut s = face("bob", 0.3, 0.9);
-    if let Evidence::Face { liveness, .. } = &mut s {
-        *liveness = Liveness::Spoof("screen glare".into());
-    }
+    let s = attack(face("bob", 0.3, 0.9), 0.1);
     let out = run(
         &mut p,
         t0,
         &[(1000, s.clone()), (1100, s.clone()), (1200, s)],
     );
     assert!(
-        matches!(&out[..], [Decision::Deny { reason, .. }] if reason.to_string().contains("presentation attack")),
+        matches!(&out[..], [Decision::Deny { reason: DenyReason::PresentationAttack { score: Some(sc), .. }, id: Some(id), .. }]
+            if reason_code(&out[0]) == "presentation_attack" && id == "bob" && *sc == 0.1),
+        "{out:?}"
+    );
+}
+
+/// `e` with a liveness check that said "attack" at `score`.
+fn attack(mut e: Evidence, score: f32) -> Evidence {
+    if let Evidence::Face { liveness, .. } = &mut e {
+        *liveness = Liveness::Attack {
+            score: Some(score),
+            reason: format!("live score {score} below 0.60 (v2)"),
+        };
+    }
+    e
+}
+
+/// `e` with a liveness check that said "live" at `score`.
+fn live(mut e: Evidence, score: f32) -> Evidence {
+    if let Evidence::Face { liveness, .. } = &mut e {
+        *liveness = Liveness::Live { score };
+    }
+    e
+}
+
+fn reason_code(d: &Decision) -> &'static str {
+    match d {
+        Decision::Deny { reason, .. } => reason.code(),
+        _ => "",
+    }
+}
+
+/// Issue 12 item 2: with detection on, a matched face counts toward K of N only when its
+/// check said live; a matched face that was not checked, or whose check is off, fails
+/// (fail-secure), and so does a NaN score.
+#[test]
+fn liveness_required_matched_faces_count_only_when_live() {
+    let settings = PolicySettings {
+        liveness_required: true,
+        ..PolicySettings::default()
+    };
+    let p = Policy::new(settings);
+    let matched = face("bob", 0.3, 0.9);
+    assert!(matches!(
+        p.verdict(&live(matched.clone(), 0.9)),
+        FrameVerdict::Match { .. }
+    ));
+    for e in [
+        matched.clone(),
+        live(matched.clone(), f32::NAN),
+        attack(matched.clone(), 0.2),
+    ] {
+        assert!(
+            matches!(p.verdict(&e), FrameVerdict::Spoof { ref id, .. } if id == "bob"),
+            "{e:?}"
+        );
+    }
+    let mut unchecked = matched.clone();
+    if let Evidence::Face { liveness, .. } = &mut unchecked {
+        *liveness = Liveness::NotChecked;
+    }
+    assert!(matches!(p.verdict(&unchecked), FrameVerdict::Spoof { .. }));
+    // A stranger is never checked: unknown, not an attack.
+    let mut stranger = face("bob", 0.9, 1.2);
+    if let Evidence::Face { liveness, .. } = &mut stranger {
+        *liveness = Liveness::NotChecked;
+    }
+    assert!(matches!(p.verdict(&stranger), FrameVerdict::Unknown { .. }));
+    // Detection off: a matched face counts without a check.
+    let off = Policy::new(PolicySettings::default());
+    assert!(matches!(off.verdict(&matched), FrameVerdict::Match { .. }));
+}
+
+/// Issue 12 item 2: an enrolled person's live frames unlock even when one frame of the visit
+/// was judged an attack (K of N live frames), and a visit whose failing frames include an
+/// attack is denied as a presentation attack even when its last frame failed otherwise.
+#[test]
+fn liveness_attack_frames_fail_and_name_the_denial() {
+    let settings = PolicySettings {
+        liveness_required: true,
+        ..PolicySettings::default()
+    };
+    let t0 = Instant::now();
+    let bob = face("bob", 0.3, 0.9);
+    let mut p = Policy::new(settings.clone());
+    let out = run(
+        &mut p,
+        t0,
+        &[
+            (0, live(bob.clone(), 0.9)),
+            (100, attack(bob.clone(), 0.4)),
+            (200, live(bob.clone(), 0.95)),
+            (300, live(bob.clone(), 0.8)),
+        ],
+    );
+    assert!(
+        matches!(&out[..], [Decision::Unlock { id, frames: 3, .. }] if id == "bob"),
+        "{out:?}"
+    );
+    let mut p = Policy::new(settings);
+    let mut blurred = bob.clone();
+    if let Evidence::Face { best, .. } = &mut blurred {
+        best.as_mut().unwrap().distance = 0.9; // the print moved: too far this frame
+    }
+    let out = run(
+        &mut p,
+        t0,
+        &[
+            (0, attack(bob.clone(), 0.05)),
+            (100, attack(bob.clone(), 0.3)),
+            (200, blurred),
+        ],
+    );
+    assert!(
+        matches!(&out[..], [Decision::Deny { reason: DenyReason::PresentationAttack { score: Some(s), .. }, id: Some(id), .. }]
+            if *s == 0.3 && id == "bob"),
         "{out:?}"
     );
 }

@@ -11,14 +11,19 @@ use crate::face::encode::Embedding;
 use crate::face::quality::Quality;
 use crate::gallery::{AccessDenied, Match};
 
-/// What the liveness hook said about a face.
+/// What presentation-attack detection said about a face.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "liveness", rename_all = "snake_case")]
 pub enum Liveness {
-    /// No presentation-attack detection is installed: nothing was checked.
-    Unchecked,
-    Live,
-    Spoof(String),
+    /// Not run on this face: it matched nobody within the threshold (strangers never pay for
+    /// the check) or it failed the quality gates.
+    NotChecked,
+    /// Presentation-attack detection is turned off (`[liveness] enabled = false`).
+    Off,
+    /// Live: the score is at least the threshold.
+    Live { score: f32 },
+    /// Not live (a print, a screen), or the check could not run: never counts toward K of N.
+    Attack { score: Option<f32>, reason: String },
 }
 
 /// What one processed frame showed.
@@ -49,7 +54,11 @@ pub enum FrameVerdict {
     LowQuality {
         reason: String,
     },
+    /// The nearest enrolled person matched, but the face is not live (a presentation attack).
     Spoof {
+        id: String,
+        distance: f32,
+        score: Option<f32>,
         reason: String,
     },
     /// A non-finite embedding or distance (an encoder or arithmetic fault): never a match,
@@ -93,15 +102,15 @@ pub fn classify(s: &PolicySettings, e: &Evidence) -> FrameVerdict {
     if let Err(v) = usable(s, quality, embedding.as_ref()) {
         return v;
     }
-    // A spoof is a failing frame: it never counts toward K of N, and a visit of such frames is
-    // denied once per visitor as a presentation attack and counted by the rate limiter.
-    if let Liveness::Spoof(r) = liveness {
-        return FrameVerdict::Spoof { reason: r.clone() };
-    }
     let m = match within_threshold(s, best.as_ref()) {
         Ok(m) => m,
         Err(v) => return v,
     };
+    // A spoof is a failing frame: it never counts toward K of N, and a visit of such frames is
+    // denied once per visitor as a presentation attack and counted by the rate limiter.
+    if let Err(v) = live(s, liveness, m) {
+        return v;
+    }
     if let Err(reason) = access {
         return FrameVerdict::NotAllowed {
             id: m.id.clone(),
@@ -112,6 +121,27 @@ pub fn classify(s: &PolicySettings, e: &Evidence) -> FrameVerdict {
     FrameVerdict::Match {
         id: m.id.clone(),
         distance: m.distance,
+    }
+}
+
+/// A matched face is live: its liveness check passed, or detection is turned off. A matched
+/// face that was not checked while detection is on fails (fail-secure: the per-frame path
+/// checks every matched face, so this only trips on a wiring fault).
+fn live(s: &PolicySettings, liveness: &Liveness, m: &Match) -> Result<(), FrameVerdict> {
+    let spoof = |score: Option<f32>, reason: String| FrameVerdict::Spoof {
+        id: m.id.clone(),
+        distance: m.distance,
+        score,
+        reason,
+    };
+    match liveness {
+        Liveness::Live { score } if score.is_finite() => Ok(()),
+        Liveness::Off if !s.liveness_required => Ok(()),
+        Liveness::Attack { score, reason } => Err(spoof(*score, reason.clone())),
+        other => Err(spoof(
+            None,
+            format!("liveness {other:?} on a matched face while detection is required"),
+        )),
     }
 }
 

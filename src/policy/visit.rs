@@ -142,10 +142,21 @@ impl Attempt {
         self.failing_frames().count()
     }
 
-    /// The mean embedding of the window's failing frames (the failing visitor), and the last
-    /// frame's verdict (which names the denial's reason).
+    /// The mean embedding of the window's failing frames (the failing visitor), and the verdict
+    /// that names the denial's reason: the window's most live-looking presentation-attack
+    /// frame if there is one (an attack on an enrolled person is the most serious finding, and
+    /// the audit keeps its best score), else the last frame's.
     pub(super) fn failing_visitor(&self) -> (Option<Embedding>, Option<FrameVerdict>) {
-        let last = self.recent.back().map(|(_, v, _)| v.clone());
+        let spoof_score = |v: &FrameVerdict| match v {
+            FrameVerdict::Spoof { score, .. } => Some(score.unwrap_or(f32::NEG_INFINITY)),
+            _ => None,
+        };
+        let attack = self
+            .failing_frames()
+            .filter_map(|(_, v, _)| spoof_score(v).map(|s| (s, v)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, v)| v.clone());
+        let last = attack.or_else(|| self.recent.back().map(|(_, v, _)| v.clone()));
         let visitor = mean_embedding(self.failing_frames().filter_map(|(_, _, e)| e.as_ref()));
         (visitor, last)
     }

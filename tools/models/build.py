@@ -36,9 +36,12 @@ ENCODER_INT8W = "dlib_face_resnet_v1.int8w.onnx"
 ENCODER_INT8QDQ = "dlib_face_resnet_v1.int8qdq.onnx"
 PREDICTOR = "shape_predictor_5_face_landmarks.dat"
 THRESHOLD = 0.6
-# Default liveness threshold on the live probability averaged over the models ([liveness] threshold).
-# Provisional: the lead sets it from the Rust eval-pad figures (MODEL_CARD.md "Liveness").
-LIVENESS_THRESHOLD = 0.5
+# Liveness: the door's default models and the threshold on the live probability for each choice,
+# chosen from `facegate eval-pad` on nuaa_dev by leave-one-subject-out (MODEL_CARD.md "Liveness").
+LIVENESS_DEFAULT = "v2"
+LIVENESS_THRESHOLD = 0.6  # v2 alone
+LIVENESS_THRESHOLD_BOTH = 0.45  # mean of v2 and v1se
+LIVENESS_THRESHOLD_V1SE = 0.5  # v1se alone: not recommended
 
 
 def log(msg):
@@ -185,7 +188,10 @@ def liveness_sections(out):
               "of the upstream .pth weights (checked tensor by tensor by tools/models). Score = live-class softmax\n"
               "probability, averaged over the models used.")
     sections = [("liveness", common, [
-        ("threshold", LIVENESS_THRESHOLD, 'provisional default on the averaged live probability; chosen in MODEL_CARD "Liveness"'),
+        ("default", LIVENESS_DEFAULT, "the models the door uses unless its [liveness] models says otherwise"),
+        ("threshold", LIVENESS_THRESHOLD, 'v2 alone: live when its live probability is at least this; MODEL_CARD "Liveness"'),
+        ("threshold_both", LIVENESS_THRESHOLD_BOTH, "mean of v2 and v1se"),
+        ("threshold_v1se", LIVENESS_THRESHOLD_V1SE, "v1se alone: not recommended (BPCER 11.4% on nuaa_dev at 0.5)"),
     ])]
     for i, m in enumerate(minifasnet.MODELS):
         size = minifasnet.INPUT_SIZE
