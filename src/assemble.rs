@@ -304,14 +304,20 @@ pub fn store_and_watcher(
         data.people.len()
     );
     let gallery = watch::merged(base.people(), &data.people);
-    if g.watch.is_empty() {
+    let mut patterns = g.watch.clone();
+    // Fleet enrollment (issue 14): bundles from the broker are unpacked into the spool and
+    // imported by this same watcher, exactly as from a stick.
+    if let Some(m) = cfg.mqtt.as_ref().filter(|m| m.fleet_enroll) {
+        patterns.push(format!("{}/*/facegate", m.spool_dir.display()));
+    }
+    if patterns.is_empty() {
         return Ok((gallery, None));
     }
     let handle = watch::spawn(
         models.clone(),
         store,
         WatchConfig {
-            patterns: g.watch.clone(),
+            patterns: patterns.clone(),
             poll: Duration::from_secs_f64(g.poll_s),
             write_report: g.write_report,
             policy: import_policy(cfg).map_err(|e| EnrollError::Key(e.to_string()))?,
@@ -320,7 +326,7 @@ pub fn store_and_watcher(
     )?;
     log::info!(
         "watching {:?} for signed enrollment bundles every {} s",
-        g.watch,
+        patterns,
         g.poll_s
     );
     Ok((gallery, Some(handle)))

@@ -168,11 +168,14 @@ pub enum Event {
     /// At open the log did not match its sealed head (truncated, replaced, missing) or the seal
     /// was missing; carries both heads.
     AuditTamper,
+    /// A command received over MQTT (`command`: `unlock` or `relock`; `result`; the door's
+    /// `client_id` and broker `username`; issue 14).
+    RemoteCommand,
 }
 
 impl Event {
     /// Every event, for tests and documentation.
-    pub const ALL: [Event; 18] = [
+    pub const ALL: [Event; 19] = [
         Event::Start,
         Event::Stop,
         Event::Decision,
@@ -191,6 +194,7 @@ impl Event {
         Event::TornTailRecovered,
         Event::AuditSealed,
         Event::AuditTamper,
+        Event::RemoteCommand,
     ];
 
     /// The name written in the record's `event` field.
@@ -214,6 +218,7 @@ impl Event {
             Event::TornTailRecovered => "torn_tail_recovered",
             Event::AuditSealed => "audit_sealed",
             Event::AuditTamper => "audit_tamper",
+            Event::RemoteCommand => "remote_command",
         }
     }
 }

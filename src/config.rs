@@ -28,6 +28,8 @@ pub struct Config {
     pub lock: LockConfig,
     pub audit: AuditConfig,
     pub daemon: DaemonConfig,
+    /// `[mqtt]` (issue 14): `None` when absent or `enabled = false`.
+    pub mqtt: Option<crate::mqtt::MqttConfig>,
     pub liveness: LivenessConfig,
 }
 
@@ -45,6 +47,8 @@ struct ConfigFile {
     audit: AuditConfig,
     #[serde(default)]
     daemon: DaemonConfig,
+    #[serde(default)]
+    mqtt: crate::mqtt::config::MqttFile,
     #[serde(default)]
     liveness: LivenessConfig,
 }
@@ -545,6 +549,7 @@ impl Config {
         check_policy(&file.policy, path)?;
         let lock = check_lock(file.lock, path)?;
         check_gallery(&file.gallery, path)?;
+        let mqtt = crate::mqtt::config::check(file.mqtt, &file.gallery, &file.audit.path, path)?;
         check_liveness(&file.liveness, path)?;
         Ok(Config {
             camera,
@@ -554,6 +559,7 @@ impl Config {
             lock,
             audit: file.audit,
             daemon: file.daemon,
+            mqtt,
             liveness: file.liveness,
         })
     }
@@ -615,6 +621,7 @@ impl ConfigFile {
             Some(&mut self.audit.path),
         ];
         paths.into_iter().flatten().for_each(rebase);
+        self.mqtt.rebase(base);
         for person in &mut g.people {
             person.photos.iter_mut().for_each(rebase);
         }

@@ -72,6 +72,10 @@ use std::time::{Duration, Instant};
 
 pub use crate::frame::{LivenessCheck, NoLiveness};
 
+/// MQTT events, commands and fleet enrollment (issue 14; the code lives in src/mqtt/).
+#[path = "mqtt/hook.rs"]
+mod mqtt_hook;
+
 /// One unlock, for the run summary.
 #[derive(Debug, Clone)]
 pub struct UnlockRecord {
@@ -121,6 +125,8 @@ pub struct Daemon {
     lost: u64,
     /// Face unlocks refused for want of a durable record (copied into the summary).
     refused_unaudited: u64,
+    /// `[mqtt]`: the broker client and what it publishes (`None`: off).
+    mqtt: Option<mqtt_hook::MqttHook>,
     /// One writer for the audit log and the store while the daemon runs (dropped last).
     _state_lock: StateLock,
 }
@@ -151,6 +157,11 @@ impl Daemon {
         let gallery = assemble::enrol_from_config(&cfg, &models)?;
         let (gallery, enroll) = assemble::store_and_watcher(&cfg, &models, gallery)?;
         let engine = models.engine()?;
+        let mqtt = cfg
+            .mqtt
+            .as_ref()
+            .map(mqtt_hook::MqttHook::start)
+            .transpose()?;
         let liveness = assemble::liveness_check(&cfg, &models)?;
         let camera = Supervisor::new(
             camera,
@@ -181,6 +192,7 @@ impl Daemon {
             pending: VecDeque::new(),
             lost: 0,
             refused_unaudited: 0,
+            mqtt,
             _state_lock: state_lock,
         })
     }
@@ -235,13 +247,18 @@ impl Daemon {
     /// [module documentation](self#when-the-audit-log-cannot-be-written-issue-10-finding-5)).
     fn audit(&mut self, event: Event, fields: serde_json::Value) -> bool {
         if self.audit_fault.is_some() && !self.flush_pending() {
+            self.mqtt_publish(event, &fields, None);
             self.queue(event, fields);
             return false;
         }
         match self.append_now(event, fields.clone()) {
-            Ok(_) => true,
+            Ok(seq) => {
+                self.mqtt_publish(event, &fields, Some(seq));
+                true
+            }
             Err(e) => {
                 self.raise_alarm(&e);
+                self.mqtt_publish(event, &fields, None);
                 self.queue(event, fields);
                 false
             }
@@ -393,6 +410,7 @@ impl Daemon {
             for ev in self.door.drain_events() {
                 self.audit(Event::Door, ev.kind.audit_fields());
             }
+            self.poll_mqtt(summary.frames);
             watchdog.pet();
             if self.cfg.daemon.max_frames > 0 && summary.frames >= self.cfg.daemon.max_frames {
                 break;

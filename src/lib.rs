@@ -27,6 +27,7 @@ pub mod gallery;
 pub mod imageio;
 pub mod metrics;
 pub mod models;
+pub mod mqtt;
 pub mod pad;
 pub mod panics;
 pub mod plot;

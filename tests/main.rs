@@ -24,6 +24,7 @@ mod fuzz;
 mod liveness;
 mod models_check;
 mod motion;
+mod mqtt;
 mod pipeline;
 mod reference;
 mod visits;

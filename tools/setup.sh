@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Installs the system packages facegate's build needs (idempotent):
+# Installs the system packages facegate's build and tests need (idempotent):
 #   libclang: the v4l crate generates its V4L2 bindings with bindgen at build time.
+#   mosquitto: the MQTT broker tests/mqtt.rs starts on a loopback port (issue 14); openssl
+#   makes the certificates of its TLS test.
 # Rust itself comes from rustup (https://rustup.rs); everything else comes from crates.io.
 #
 # Detection: bindgen (clang-sys) loads `libclang.so`, `libclang-N.so` or `libclang.so.N`. Debian's
 # images often carry `libclang-cpp.so.N` (the C++ API, pulled in by other tools), which bindgen
 # cannot use, so a plain `grep libclang` is wrong (it was: a fresh machine failed the demo build).
-#   tools/setup.sh --detect   only reports: exit 0 = usable libclang found, 1 = not found.
-# FACEGATE_LDCONFIG_OUTPUT=FILE reads FILE instead of `ldconfig -p` (tests/setup_detect.rs).
+#   tools/setup.sh --detect [libclang]   only reports: exit 0 = usable libclang found, 1 = not found.
+# FACEGATE_LDCONFIG_OUTPUT=FILE reads FILE instead of `ldconfig -p` (tests/cli.rs).
+#
+# Mosquitto: Debian installs the broker as /usr/sbin/mosquitto, which is not on a normal user's
+# PATH, and mosquitto-clients (mosquitto_sub/_pub, often installed alone) is not a broker: so
+# `command -v mosquitto` is wrong both ways. The detection looks for an executable file named
+# mosquitto in PATH and in the sbin folders.
+#   tools/setup.sh --detect mosquitto    exit 0 = broker found, 1 = not found.
+# FACEGATE_MOSQUITTO_DIRS="DIR ..." replaces the folders searched (tests/mqtt.rs).
 set -euo pipefail
 
 ldconfig_listing() {
@@ -21,20 +30,48 @@ ldconfig_listing() {
 # A library name bindgen can load: libclang.so, libclang.so.1, libclang-14.so, libclang-14.so.1,
 # libclang-14.0.6.so; never libclang-cpp.so.14.
 have_libclang() {
-  ldconfig_listing | awk '{print $1}' | grep -Eq '^libclang(-[0-9][0-9.]*)?\.so(\.[0-9.]+)?$'
+  # not `grep -q`: it exits at the first match, `ldconfig -p` then dies of SIGPIPE and, with
+  # pipefail, a found libclang read as missing (now and then: it depends on the timing)
+  ldconfig_listing | awk '{print $1}' | grep -E '^libclang(-[0-9][0-9.]*)?\.so(\.[0-9.]+)?$' >/dev/null
+}
+
+have_mosquitto() {
+  local dirs d
+  dirs="${FACEGATE_MOSQUITTO_DIRS-$(echo "$PATH" | tr ':' ' ') /usr/sbin /usr/local/sbin /sbin}"
+  for d in $dirs; do
+    if [ -f "$d/mosquitto" ] && [ -x "$d/mosquitto" ]; then
+      return 0
+    fi
+  done
+  return 1
 }
 
 if [ "${1:-}" = "--detect" ]; then
-  have_libclang
-  exit $?
+  case "${2:-libclang}" in
+    libclang) have_libclang; exit $? ;;
+    mosquitto) have_mosquitto; exit $? ;;
+    *) echo "usage: tools/setup.sh [--detect [libclang|mosquitto]]" >&2; exit 2 ;;
+  esac
 fi
 
-if have_libclang; then
+packages=()
+if ! have_libclang; then
+  echo "facegate: installing libclang-dev (needed by the v4l crate's bindgen)" >&2
+  packages+=(libclang-dev clang)
+fi
+if ! have_mosquitto; then
+  echo "facegate: installing mosquitto (the MQTT broker the tests start, tests/mqtt.rs)" >&2
+  packages+=(mosquitto)
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "facegate: installing openssl (tests/mqtt.rs makes the TLS test's certificates with it)" >&2
+  packages+=(openssl)
+fi
+if [ "${#packages[@]}" -eq 0 ]; then
   exit 0
 fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "facegate: installing libclang-dev (needed by the v4l crate's bindgen)" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends libclang-dev clang
+$SUDO apt-get install -y -q --no-install-recommends "${packages[@]}"

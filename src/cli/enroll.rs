@@ -54,6 +54,38 @@ pub enum BundleCommand {
         #[arg(long, default_value_t = crate::enroll::import::MIN_EYE_DISTANCE_PX)]
         min_eye_px: f32,
     },
+    /// Publish the signed bundle in DIR (retained) to every door of a site over MQTT
+    /// (`<prefix>/<site>/bundle`); each door imports it exactly as from a stick
+    Publish(PublishArgs),
+}
+
+/// `facegate bundle publish`: the broker, the site and the admin's broker account.
+#[derive(clap::Args, Debug)]
+pub struct PublishArgs {
+    dir: PathBuf,
+    /// Broker host name or address
+    #[arg(long)]
+    broker: String,
+    /// Broker port [default: 1883, or 8883 with --ca-file]
+    #[arg(long)]
+    port: Option<u16>,
+    /// The site (the doors' [mqtt] site) whose doors receive the bundle
+    #[arg(long)]
+    site: String,
+    #[arg(long, default_value = "facegate")]
+    topic_prefix: String,
+    /// Broker user (with --password-file)
+    #[arg(long, requires = "password_file")]
+    username: Option<String>,
+    /// File holding the broker password
+    #[arg(long, value_name = "FILE", requires = "username")]
+    password_file: Option<PathBuf>,
+    /// CA certificate (PEM) of the broker: connect with TLS
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Longest wait for the broker's acknowledgement, in seconds
+    #[arg(long, default_value_t = 30)]
+    timeout_s: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,6 +118,7 @@ pub(super) fn bundle(cmd: BundleCommand, models: &ModelOptions) -> Result<u8> {
     match cmd {
         BundleCommand::Keygen { out } => keygen(&out),
         BundleCommand::Sign { dir, key } => sign(&dir, &key),
+        BundleCommand::Publish(a) => publish(&a),
         BundleCommand::Check {
             dir,
             pubkey,
@@ -107,6 +140,31 @@ pub(super) fn bundle(cmd: BundleCommand, models: &ModelOptions) -> Result<u8> {
             },
         ),
     }
+}
+
+/// `facegate bundle publish`: packs the signed bundle and publishes it retained for the site.
+/// The doors check it (signature, site, version, photos); this side checks nothing it could
+/// get wrong for them, but refuses an unsigned folder.
+fn publish(a: &PublishArgs) -> Result<u8> {
+    let cfg = crate::mqtt::MqttConfig::admin(
+        &a.broker,
+        a.port,
+        a.ca_file.clone(),
+        a.username.clone().zip(a.password_file.clone()),
+        &a.topic_prefix,
+        &a.site,
+    )?;
+    let payload = crate::mqtt::fleet::pack(&a.dir)?;
+    let len = payload.len();
+    crate::mqtt::fleet::publish(&cfg, payload, std::time::Duration::from_secs(a.timeout_s))?;
+    println!(
+        "published {} ({len} bytes) retained on {}; each door reports on {}/{}/<door>/enroll",
+        a.dir.display(),
+        cfg.bundle_topic(),
+        a.topic_prefix,
+        a.site
+    );
+    Ok(0)
 }
 
 /// Runs `facegate staff list|remove`.
