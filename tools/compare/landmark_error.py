@@ -22,11 +22,14 @@ compare: each dlib face is matched to the facegate face whose box contains the H
 Figures per set (the first folder under the datasets root, else the image's parent folder) and overall.
 
 --simulate re-runs the predictor (dlib's, which facegate's port matches exactly on the same pixels) from
-facegate's detections with alternative rectangle rules, to compare rules before porting one to Rust:
-  mapped:   models.toml's box mapping (what facegate does today);
-  second:   a second predictor pass on the rectangle re-derived from the first pass's landmarks
-            (LANDMARK_RECT, dlib's own rectangle-from-landmarks relation fitted by `fit`);
-  keypoints: a rectangle from BlazeFace's eye and mouth keypoints (least squares, --fit-keypoints).
+facegate's detections with alternative rectangle rules (--variants), to compare rules before porting one:
+  mapped:    --coef, the box mapping alone (one pass; `facegate embed --no-landmark-refit`);
+  second:    a second pass on the rectangle re-derived from the first pass's landmarks by --landmark-rect
+             (dlib's rectangle-from-landmarks relation, as `fit` prints it; models.toml refit_* with
+             side_iod = refit_side_eyes, side_nose = refit_side_nose, dx/dy = refit_offset_x/y);
+  third:     one more such pass;
+  keypoints: a rectangle from BlazeFace's eye, nose and mouth keypoints, fitted in-sample on the matched faces.
+Descriptors of the simulated rules only with --desc-all (slow).
 `fit` fits the rectangle-from-landmarks relation on dlib's own (rectangle, landmarks) pairs of REF.
 """
 import argparse
