@@ -193,7 +193,7 @@ pub fn gallery_from_dir(
     dir: &Path,
     min_eye_distance_px: f32,
 ) -> Result<Gallery> {
-    let mut engine = models.engine()?;
+    let mut engine = models.enrolment_engine()?;
     let mut people = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
@@ -247,7 +247,7 @@ pub fn enrol_from_config(cfg: &Config, models: &Arc<FaceModels>) -> Result<Galle
         Some(dir) => gallery_from_dir(models, dir, cfg.policy.min_eye_distance_px)?,
         None => Gallery::new(),
     };
-    let mut engine = models.engine()?;
+    let mut engine = models.enrolment_engine()?;
     for p in &cfg.gallery.people {
         let mut embeddings = Vec::new();
         for photo in &p.photos {

@@ -154,11 +154,18 @@ pub struct ModelsConfig {
     /// The same default as the command line's `--detector` ([`DetectorChoice::default`]).
     #[serde(default)]
     pub detector: DetectorChoice,
+    /// Flip averaging for every face, the door's frames too (twice the encoder time).
     #[serde(default)]
     pub flip_average: bool,
+    /// Flip averaging for enrollment photos only (no per-frame cost).
+    #[serde(default = "yes")]
+    pub flip_enrolment: bool,
     /// Re-detect a face that is small in the frame on a crop around it before landmarking.
     #[serde(default = "yes")]
     pub refine_small: bool,
+    /// A second landmark pass on the rectangle re-derived from the first landmarks.
+    #[serde(default = "yes")]
+    pub landmark_refit: bool,
 }
 
 impl Default for ModelsConfig {
@@ -168,7 +175,9 @@ impl Default for ModelsConfig {
             encoder: default_encoder(),
             detector: DetectorChoice::default(),
             flip_average: false,
+            flip_enrolment: true,
             refine_small: true,
+            landmark_refit: true,
         }
     }
 }
@@ -574,7 +583,9 @@ impl Config {
             detector: self.models.detector,
             encoder: self.models.encoder.clone(),
             flip_average: self.models.flip_average,
+            flip_enrolment: self.models.flip_enrolment,
             refine_small: self.models.refine_small,
+            landmark_refit: self.models.landmark_refit,
         }
     }
 

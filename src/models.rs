@@ -69,6 +69,24 @@ pub struct LandmarkSpec {
     pub box_offset_x: f64,
     #[serde(default)]
     pub box_offset_y: f64,
+    /// Second landmark pass from the rectangle dlib would draw around the first pass's points
+    /// ([`crate::face::landmarks::LandmarkRect`]); absent in older manifests: one pass.
+    pub refit_side_eyes: Option<f64>,
+    pub refit_side_nose: Option<f64>,
+    pub refit_offset_x: Option<f64>,
+    pub refit_offset_y: Option<f64>,
+}
+
+impl LandmarkSpec {
+    /// The second-pass rectangle rule, when the manifest has all four coefficients.
+    pub fn refit(&self) -> Option<crate::face::landmarks::LandmarkRect> {
+        Some(crate::face::landmarks::LandmarkRect {
+            side_eyes: self.refit_side_eyes?,
+            side_nose: self.refit_side_nose?,
+            offset_x: self.refit_offset_x?,
+            offset_y: self.refit_offset_y?,
+        })
+    }
 }
 
 /// The `[liveness]` section: the default threshold on the live score and the named models

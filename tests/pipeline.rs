@@ -173,3 +173,37 @@ fn png_header(w: u32, h: u32) -> Vec<u8> {
     out.extend_from_slice(&crc.to_be_bytes());
     out
 }
+
+#[test]
+fn enrolment_engine_averages_with_the_mirror_image_and_the_door_engine_does_not() {
+    let img = load_rgb(&face("obama1.jpg")).unwrap();
+    let m = models();
+    let (mut door, mut enrol) = (m.engine().unwrap(), m.enrolment_engine().unwrap());
+    assert!(
+        !door.flips() && enrol.flips(),
+        "defaults: flip for enrollment only"
+    );
+    let det = door.detect(&img).unwrap()[0];
+    let lm = door.landmarks(&img, &det);
+    let plain = door
+        .describe_with_landmarks(&img, det, lm)
+        .unwrap()
+        .embedding;
+    let averaged = enrol
+        .describe_with_landmarks(&img, det, lm)
+        .unwrap()
+        .embedding;
+    // the mirror image's embedding, recovered from the average: 2 * avg - plain
+    let mut mirrored = [0.0f32; facegate::face::encode::EMBEDDING_DIM];
+    for (k, v) in mirrored.iter_mut().enumerate() {
+        *v = 2.0 * averaged.0[k] - plain.0[k];
+    }
+    let d_avg = plain.distance(&averaged);
+    let d_mirror = plain.distance(&Embedding(mirrored));
+    // the same face mirrored is near (same person) but not identical: a real second embedding
+    assert!(
+        d_avg > 0.005 && d_mirror < 0.4,
+        "plain-avg {d_avg}, plain-mirror {d_mirror}"
+    );
+    assert!((d_mirror - 2.0 * d_avg).abs() < 1e-4);
+}

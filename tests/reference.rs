@@ -166,3 +166,28 @@ fn whole_pipeline_agrees_with_dlib_pipeline() {
     assert!(mean < 0.1 && max < 0.25, "mean {mean} max {max}");
     assert!(missed.len() <= 3, "{missed:?}");
 }
+
+#[test]
+fn second_pass_rectangle_rule_recovers_dlibs_own_rectangles() {
+    // The rule re-derives dlib's HOG rectangle from the five landmarks found in it; on the
+    // fixture photos (dlib's own rectangles and landmarks) it must land close to dlib's box.
+    let (_, faces) = reference();
+    let refit = models()
+        .landmark_refit
+        .expect("models.toml [landmarks] has the refit_* coefficients");
+    let (mut side_err, mut centre_err) = (Vec::new(), Vec::new());
+    for f in &faces {
+        let r = refit.apply(&f.landmarks);
+        let side = f.rect.width();
+        side_err.push((r.width() - side).abs() / side);
+        centre_err.push(r.center().distance(f.rect.center()) / side);
+    }
+    let (sm, sx) = summary(&side_err);
+    let (cm, cx) = summary(&centre_err);
+    eprintln!(
+        "second-pass rectangle vs dlib's over {} faces: side error mean {sm:.3} max {sx:.3}, centre error mean {cm:.3} max {cx:.3} (fractions of dlib's side)",
+        faces.len()
+    );
+    assert!(sm < 0.08 && sx < 0.2, "side error mean {sm} max {sx}");
+    assert!(cm < 0.05 && cx < 0.12, "centre error mean {cm} max {cx}");
+}

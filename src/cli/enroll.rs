@@ -258,7 +258,7 @@ fn check(dir: &Path, models: &ModelOptions, o: &CheckOptions) -> Result<u8> {
         min_eye_distance_px: o.min_eye_distance_px,
     };
     let mut engine = if o.faces {
-        Some(FaceModels::load(models)?.engine()?)
+        Some(FaceModels::load(models)?.enrolment_engine()?)
     } else {
         None
     };
@@ -418,7 +418,7 @@ fn import(config: &Path, dir: &Path) -> Result<u8> {
     let store = store_of(&cfg)?;
     let policy = crate::assemble::import_policy(&cfg)?;
     let models = FaceModels::load(&cfg.model_options())?;
-    let mut engine = models.engine()?;
+    let mut engine = models.enrolment_engine()?;
     let bar = indicatif::ProgressBar::new(0);
     let result = import_bundle(dir, &policy, &store, &mut engine, &mut |d, t| {
         bar.set_length(t as u64);

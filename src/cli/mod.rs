@@ -79,9 +79,15 @@ pub struct ModelArgs {
     /// Average the embeddings of each face and its mirror image (twice the encoder time)
     #[arg(long, global = true)]
     pub flip: bool,
+    /// Do not average enrollment photos' embeddings with their mirror images' (on by default)
+    #[arg(long, global = true)]
+    pub no_flip_enrolment: bool,
     /// Do not re-detect small faces on a crop around them (faster, less accurate on small faces)
     #[arg(long, global = true)]
     pub no_refine: bool,
+    /// One landmark pass only (no second pass on the rectangle re-derived from the landmarks)
+    #[arg(long, global = true)]
+    pub no_landmark_refit: bool,
 }
 
 impl ModelArgs {
@@ -91,7 +97,9 @@ impl ModelArgs {
             detector: self.detector,
             encoder: self.encoder.clone(),
             flip_average: self.flip,
+            flip_enrolment: !self.no_flip_enrolment,
             refine_small: !self.no_refine,
+            landmark_refit: !self.no_landmark_refit,
         }
     }
 }

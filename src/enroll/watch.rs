@@ -202,7 +202,7 @@ pub fn spawn(
     let (tx, rx) = channel();
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = Watcher {
-        engine: models.engine()?,
+        engine: models.enrolment_engine()?,
         store,
         cfg,
         tx,

@@ -34,6 +34,44 @@ impl Landmarks {
     }
 }
 
+/// How dlib's detector rectangle sits on the five landmarks the predictor finds in it, fitted on
+/// dlib's own (HOG rectangle, landmarks) pairs by tools/models (models.toml `[landmarks] refit_*`).
+///
+/// The predictor was trained on dlib's HOG boxes, and what it returns depends on the box it is
+/// given. BlazeFace's box differs from dlib's in ways its size and centre do not explain (pose,
+/// crop), so a first pass from the mapped BlazeFace box is followed by a second pass from the
+/// rectangle dlib's detector would most likely have drawn around the first pass's landmarks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LandmarkRect {
+    /// Rectangle side per pixel of eye distance (eye centre to eye centre).
+    pub side_eyes: f64,
+    /// Rectangle side per pixel from the eyes' midpoint to the base of the nose.
+    pub side_nose: f64,
+    /// Rectangle centre = centre of the five points + `offset * side`.
+    pub offset_x: f64,
+    pub offset_y: f64,
+}
+
+impl LandmarkRect {
+    /// The dlib-style rectangle (whole pixels, inclusive sides) for these landmarks.
+    pub fn apply(&self, l: &Landmarks) -> Rect {
+        let p = &l.0;
+        let n = p.len() as f64;
+        let cx = p.iter().map(|q| q.x).sum::<f64>() / n;
+        let cy = p.iter().map(|q| q.y).sum::<f64>() / n;
+        let eyes = Point::new(
+            (p[0].x + p[1].x + p[2].x + p[3].x) / 4.0,
+            (p[0].y + p[1].y + p[2].y + p[3].y) / 4.0,
+        );
+        let raw = self.side_eyes * l.eye_distance() + self.side_nose * eyes.distance(p[4]);
+        let (cx, cy) = (cx + self.offset_x * raw, cy + self.offset_y * raw);
+        let side = raw.round().max(1.0);
+        let left = (cx - side / 2.0).round();
+        let top = (cy - side / 2.0).round();
+        Rect::new(left, top, left + side - 1.0, top + side - 1.0)
+    }
+}
+
 struct Split {
     idx1: u32,
     idx2: u32,

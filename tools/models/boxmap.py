@@ -10,6 +10,14 @@ r - l + 1; back to integers: left = round(cx - side / 2), right = left + round(s
 
 BlazeFace runs on a door-camera-like view of each face: a square crop 2.2 x the dlib box side centred on
 the face (black outside the image), resized to 128 x 128.
+
+Second pass (4 more coefficients, `fit_refit`, on dlib's own (HOG rectangle, landmarks) pairs): the
+rectangle dlib's detector draws around a face, predicted from the 5 points the predictor finds in it:
+    side     = refit_side_eyes * eye distance + refit_side_nose * (eye midpoint to nose base)
+    centre   = mean of the 5 points + (refit_offset_x, refit_offset_y) * side
+facegate runs the predictor on the mapped BlazeFace box, then again on this rectangle around the first
+landmarks (src/face/landmarks.rs LandmarkRect), which brings its landmarks closer to dlib's own on
+in-the-wild photos (models/MODEL_CARD.md).
 """
 import dlib
 import numpy as np
@@ -67,13 +75,48 @@ def to_rect(box, coef):
 IDENTITY = {"box_scale": 1.0, "box_offset_x": 0.0, "box_offset_y": 0.0}
 
 
+def landmark_features(pts):
+    """(centre of the 5 points, eye distance, eye midpoint to nose base) of dlib's 5 points."""
+    pts = np.asarray(pts, np.float64)
+    eyes = pts[0:4].mean(0)
+    return pts.mean(0), float(np.linalg.norm(pts[0:2].mean(0) - pts[2:4].mean(0))), float(np.linalg.norm(eyes - pts[4]))
+
+
+def fit_refit(rects, landmarks):
+    """dlib's rectangle from its own 5 points (the second landmark pass, facegate's LandmarkRect):
+    side = refit_side_eyes * eye distance + refit_side_nose * eye-nose distance (least squares),
+    centre = centre of the points + (refit_offset_x, refit_offset_y) * side (least squares in side units).
+    Fitted on dlib's (HOG rectangle, landmarks) pairs."""
+    feats = [landmark_features(p) for p in landmarks]
+    geo = np.array([rect_geometry(r) for r in rects])
+    a = np.linalg.lstsq(np.array([[e, n] for _, e, n in feats]), geo[:, 2], rcond=None)[0]
+    side = geo[:, 2]
+    c = np.array([f[0] for f in feats])
+    return {"refit_side_eyes": float(a[0]), "refit_side_nose": float(a[1]),
+            "refit_offset_x": float(np.sum((geo[:, 0] - c[:, 0]) * side) / np.sum(side ** 2)),
+            "refit_offset_y": float(np.sum((geo[:, 1] - c[:, 1]) * side) / np.sum(side ** 2))}
+
+
+def refit_rect(pts, coef):
+    """The second pass's dlib rectangle (l, t, r, b) for landmarks `pts` (as facegate's LandmarkRect)."""
+    c, e, n = landmark_features(pts)
+    raw = coef["refit_side_eyes"] * e + coef["refit_side_nose"] * n
+    cx, cy = c[0] + coef["refit_offset_x"] * raw, c[1] + coef["refit_offset_y"] * raw
+    side = max(int(round(raw)), 1)
+    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
+    return left, top, left + side - 1, top + side - 1
+
+
 def measure(samples, coef, pipeline):
     """Landmark error (px and fraction of the inter-ocular distance) and embedding L2 of the dlib pipeline
-    started from the mapped BlazeFace box, against dlib's own pipeline (HOG rect).
+    started from the mapped BlazeFace box (and a second pass when `coef` has the refit_* coefficients),
+    against dlib's own pipeline (HOG rect).
     samples: list of (rgb, dlib rect, dlib landmarks 5x2, dlib descriptor, blazeface box)."""
     px, iod_frac, l2 = [], [], []
     for rgb, _, ref_pts, ref_desc, box in samples:
         shape = pipeline.landmarks(rgb, dlib.rectangle(*to_rect(box, coef)))
+        if "refit_side_eyes" in coef:
+            shape = pipeline.landmarks(rgb, dlib.rectangle(*refit_rect(shape_points(shape), coef)))
         pts = shape_points(shape)
         err = np.linalg.norm(pts - ref_pts, axis=1).max()
         iod = np.linalg.norm(ref_pts[0:2].mean(0) - ref_pts[2:4].mean(0))

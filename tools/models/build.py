@@ -115,10 +115,14 @@ def fit_box_mapping(data, pipeline, out, report):
             samples.append((rgb, tuple(rect), pts, desc, box))
     coef = boxmap.fit([s[4] for s in samples], [s[1] for s in samples])
     coef = {k: round(v, 4) for k, v in coef.items()}
-    report["box_mapping"] = {"coefficients": coef, "faces_dlib": len(data["path"]), "faces_both": len(samples),
+    # the second landmark pass: dlib's rectangle from dlib's own landmarks, on every dlib face
+    refit = boxmap.fit_refit([tuple(r) for r in data["rect"]], data["landmarks"])
+    full = {**coef, **{k: round(v, 4) for k, v in refit.items()}}
+    report["box_mapping"] = {"coefficients": full, "faces_dlib": len(data["path"]), "faces_both": len(samples),
                              "without_mapping": boxmap.measure(samples, boxmap.IDENTITY, pipeline),
-                             "with_mapping": boxmap.measure(samples, coef, pipeline)}
-    return coef
+                             "with_mapping": boxmap.measure(samples, coef, pipeline),
+                             "with_mapping_and_second_pass": boxmap.measure(samples, full, pipeline)}
+    return full
 
 
 def timings(data, out, report):
@@ -228,6 +232,11 @@ def write_manifest(out, coef):
             ("box_scale", coef["box_scale"], "BlazeFace short-range box -> dlib rect: side = box_scale * box w"),
             ("box_offset_x", coef["box_offset_x"], "rect centre x = box cx + box_offset_x * box w"),
             ("box_offset_y", coef["box_offset_y"], "rect centre y = box cy + box_offset_y * box h"),
+            ("refit_side_eyes", coef["refit_side_eyes"],
+             "second pass, dlib rect from the first landmarks: side = refit_side_eyes * eye distance"),
+            ("refit_side_nose", coef["refit_side_nose"], "  + refit_side_nose * (eye midpoint to nose base)"),
+            ("refit_offset_x", coef["refit_offset_x"], "rect centre x = mean of the 5 points x + refit_offset_x * side"),
+            ("refit_offset_y", coef["refit_offset_y"], "rect centre y = mean of the 5 points y + refit_offset_y * side"),
         ]),
         *liveness_sections(out),
     ])
