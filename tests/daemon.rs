@@ -16,13 +16,20 @@ use std::time::{Duration, Instant};
 
 const PULSE_MS: u64 = 250;
 
-/// A configuration enrolling `who` (id, photo), written into `dir`.
+/// A configuration enrolling `who` (id, photo in tests/fixtures/faces), written into `dir`,
+/// replaying the recording.
 fn config(dir: &Path, who: &[(&str, &str)], extra: &str) -> Config {
+    let who: Vec<(&str, PathBuf)> = who.iter().map(|(id, p)| (*id, face(p))).collect();
+    config_on(dir, &fixture("clip/hamilton"), &who, extra)
+}
+
+/// A configuration replaying the frames in `frames` and enrolling `who` (id, photo path).
+fn config_on(dir: &Path, frames: &Path, who: &[(&str, PathBuf)], extra: &str) -> Config {
     let mut people = String::new();
     for (id, photo) in who {
         people += &format!(
             "[[gallery.person]]\nid = \"{id}\"\nphotos = [\"{}\"]\n",
-            face(photo).display()
+            photo.display()
         );
     }
     let text = format!(
@@ -50,7 +57,7 @@ path = "audit.jsonl"
 watchdog = false
 {extra}
 "#,
-        clip = fixture("clip/hamilton").display()
+        clip = frames.display()
     );
     let path = dir.join("facegate.toml");
     std::fs::write(&path, text).unwrap();
@@ -991,35 +998,8 @@ fn prints_and_screens_of_an_enrolled_person_are_denied_once_and_live_frames_unlo
             .unwrap();
         }
     }
-    let text = format!(
-        r#"
-[camera]
-source = "replay"
-replay_dir = "{frames}"
-replay_realtime = false
-
-[gallery]
-[[gallery.person]]
-id = "sample"
-photos = ["{photo}"]
-
-[lock]
-backend = "simulated"
-safe_state = "locked"
-unlock_ms = {PULSE_MS}
-
-[audit]
-path = "audit.jsonl"
-
-[daemon]
-watchdog = false
-"#,
-        frames = frames.display(),
-        photo = fixture("spoof/image_T1.jpg").display()
-    );
-    let path = dir.path().join("facegate.toml");
-    std::fs::write(&path, text).unwrap();
-    let cfg = Config::load(&path).unwrap();
+    let who = [("sample", fixture("spoof/image_T1.jpg"))];
+    let cfg = config_on(dir.path(), &frames, &who, "");
     assert!(
         cfg.liveness.enabled,
         "[liveness] is on without a [liveness] section"
