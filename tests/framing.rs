@@ -172,3 +172,35 @@ fn eval_pick_chooses_the_centred_or_the_largest_face() {
     assert_eq!(largest.accuracy_at_default, 0.0, "largest pick: {largest}");
     assert!(threshold > 0.0);
 }
+
+/// Item 3: a small face in a large photo (a full-length portrait: the face about 7% of the
+/// picture's height) is missed by the short-range detector on the whole photo and found tile
+/// by tile, in the photo's coordinates, as the same person.
+#[test]
+fn small_face_in_a_large_photo_is_found_by_the_tiles() {
+    let img = load_rgb(&face("obama1.jpg")).unwrap();
+    let whole = largest(&img);
+    let small = imageops::resize(&img, 160, 200, imageops::FilterType::Triangle);
+    let mut canvas = RgbImage::from_pixel(640, 960, image::Rgb([120, 110, 100]));
+    imageops::replace(&mut canvas, &small, 400, 60);
+    let models = models();
+    let mut engine = models.engine().unwrap();
+    assert!(
+        engine.detect(&canvas).unwrap().is_empty(),
+        "the detector alone finds this face: the test no longer exercises the tiles"
+    );
+    let faces = engine.faces(&canvas).unwrap();
+    assert_eq!(
+        faces.len(),
+        1,
+        "{:?}",
+        faces.iter().map(|f| f.detection).collect::<Vec<_>>()
+    );
+    let c = faces[0].detection.center();
+    assert!(
+        c.x > 400.0 && c.x < 560.0 && c.y > 60.0 && c.y < 260.0,
+        "{c:?}"
+    );
+    let d = faces[0].embedding.distance(&whole.embedding);
+    assert!(d < models.default_threshold(), "distance {d:.3}");
+}
