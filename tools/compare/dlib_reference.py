@@ -376,7 +376,7 @@ def evaluate(pairs_path, root, identities_path=None, progress=True, pick=None, l
         ids = np.array([k[0] for k in known])
         e = np.stack([k[1] for k in known])
         impostor = impostor_distances(ids, e, block)
-    acc, std, _ = kfold(d, same, fold)
+    acc, std, thrs = kfold(d, same, fold)
     thr, far, tar = roc(genuine, impostor)
     e, e_thr = eer(thr, far, tar)
     return {
@@ -384,7 +384,7 @@ def evaluate(pairs_path, root, identities_path=None, progress=True, pick=None, l
         "pick": pick,
         "pairs": len(pairs), "same_pairs": int(sum(p[2] for p in pairs)), "images": len(images),
         "images_without_face": no_face, "images_unreadable": unreadable, "pairs_missed": missed,
-        "kfold_accuracy": acc, "kfold_std": std,
+        "folds": len(thrs), "kfold_accuracy": acc, "kfold_std": std,
         "accuracy_with_misses": acc * len(d) / len(pairs),
         "accuracy_at_0.6": float(np.mean((d < THRESHOLD) == same)),
         "auc": auc(far, tar), "eer": e, "eer_threshold": e_thr,
@@ -401,7 +401,7 @@ def print_eval(r):
           f"{len(r['images_unreadable'])}: {r['pairs_missed']} pairs not scored")
     for n in r["images_without_face"][:5]:
         print(f"    no face: {n}")
-    print(f"  10-fold accuracy {100 * r['kfold_accuracy']:.2f}% ± {100 * r['kfold_std']:.2f} (scored pairs); "
+    print(f"  {r['folds']}-fold accuracy {100 * r['kfold_accuracy']:.2f}% ± {100 * r['kfold_std']:.2f} (scored pairs); "
           f"{100 * r['accuracy_with_misses']:.2f}% counting unscored pairs as errors")
     print(f"  accuracy at threshold {THRESHOLD}: {100 * r['accuracy_at_0.6']:.2f}%")
     print(f"  ROC AUC {r['auc']:.4f}, EER {100 * r['eer']:.2f}% at threshold {r['eer_threshold']:.3f}")
