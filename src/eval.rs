@@ -2,7 +2,10 @@
 //!
 //! Reads LFW's `pairs.txt` (folds of same / different lines) with an image root, or a TSV of
 //! `image_a  image_b  same`. Every distinct image is embedded once (in parallel, one engine
-//! per worker); images where no face is found are counted and listed, never dropped silently.
+//! per worker) from the face `--pick` chooses (the one nearest the centre for LFW, whose
+//! protocol centres its subject; the largest, as the door, for a TSV); a photo where no face is
+//! found is searched again padded and turned ([`crate::face::photo`]); images where still no
+//! face is found are counted and listed, never dropped silently.
 
 use crate::error::{Error, Result};
 use crate::face::encode::Embedding;
@@ -192,11 +195,12 @@ pub enum Outcome {
     Unreadable(String),
 }
 
-/// Embeds every image with `threads` workers, with a progress bar.
+/// Embeds the face `pick` chooses in every image with `threads` workers, with a progress bar.
 pub fn embed_images(
     models: &Arc<FaceModels>,
     images: &[PathBuf],
     threads: usize,
+    pick: FacePick,
     label: &str,
 ) -> Result<Vec<Outcome>> {
     let bar = ProgressBar::new(images.len() as u64).with_style(
@@ -225,9 +229,8 @@ pub fn embed_images(
                     }
                     let outcome = match load_rgb(&images[i]) {
                         Err(e) => Outcome::Unreadable(e.to_string()),
-                        Ok(img) => match engine.faces(&img) {
-                            Ok(faces) => FacePick::Largest
-                                .pick_face(&faces)
+                        Ok(img) => match engine.photo_face(&img, pick) {
+                            Ok(face) => face
                                 .map_or(Outcome::NoFace, |f| Outcome::Face(Box::new(f.embedding))),
                             Err(e) => Outcome::Unreadable(e.to_string()),
                         },
@@ -262,6 +265,8 @@ pub struct FarPoint {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub encoder: String,
+    /// Which face of a photo with several was used (`largest` or `centre`).
+    pub pick: String,
     pub pairs: usize,
     pub same_pairs: usize,
     pub different_pairs: usize,
@@ -290,6 +295,8 @@ pub struct Report {
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
     pub threads: usize,
+    /// Which face of a photo with several is the protocol's subject.
+    pub pick: FacePick,
     pub all_impostors: bool,
     pub fars: Vec<f64>,
 }
@@ -306,6 +313,7 @@ pub fn evaluate(
         models,
         &images,
         opts.threads,
+        opts.pick,
         &format!("embedding ({})", models.encoder.name),
     )?;
     let embedded = Embedded::new(&images, &outcomes);
@@ -320,6 +328,7 @@ pub fn evaluate(
     let default_threshold = models.default_threshold();
     Ok(Report {
         encoder: models.encoder.name.clone(),
+        pick: opts.pick.name().to_string(),
         pairs: protocol.pairs.len(),
         same_pairs: protocol.pairs.iter().filter(|p| p.same).count(),
         different_pairs: protocol.pairs.iter().filter(|p| !p.same).count(),
@@ -483,7 +492,7 @@ fn accuracy_at(samples: &[Sample], threshold: f32) -> f64 {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "encoder {}:", self.encoder)?;
+        writeln!(f, "encoder {}, face pick {}:", self.encoder, self.pick)?;
         writeln!(
             f,
             "  pairs {} ({} same, {} different) over {} images",

@@ -20,6 +20,7 @@ mod cli;
 mod daemon;
 mod door;
 mod enroll;
+mod framing;
 mod fuzz;
 mod liveness;
 mod models_check;

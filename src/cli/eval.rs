@@ -4,6 +4,7 @@
 use crate::bench::{self, BenchOptions};
 use crate::error::{Error, Result};
 use crate::eval::{self, EvalOptions, Protocol, Report};
+use crate::face::pick::FacePick;
 use crate::face::{FaceModels, ModelOptions};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,11 @@ pub struct EvalArgs {
     /// Worker threads [default: all cores]
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Which face of a photo with several is used: largest (the door's rule) or centre (the
+    /// one nearest the image centre, ties by size) [default: centre for --lfw-pairs, whose
+    /// protocol centres its subject; largest for --pairs]
+    #[arg(long)]
+    pub pick: Option<FacePick>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -85,6 +91,11 @@ pub(super) fn run_eval(opts: &ModelOptions, args: EvalArgs) -> Result<u8> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let eval_opts = EvalOptions {
         threads,
+        pick: args.pick.unwrap_or(if args.lfw_pairs.is_some() {
+            FacePick::Centre
+        } else {
+            FacePick::Largest
+        }),
         all_impostors: args.all_impostors,
         fars: vec![1e-2, 1e-3, 1e-4],
     };

@@ -14,6 +14,7 @@ pub mod geometry;
 pub mod landmarks;
 pub mod liveness;
 pub mod motion;
+pub mod photo;
 pub mod pick;
 pub mod quality;
 pub mod runtime;
@@ -368,9 +369,10 @@ impl FaceEngine {
         })
     }
 
-    /// Every face in the image, best detection first.
+    /// Every face in a photo, best detection first, in the photo's coordinates; when none is
+    /// found the photo is searched again padded, then turned ([`photo`]). For photos
+    /// (enrollment, `verify`, `eval`); the door's per-frame path calls [`detect`](Self::detect).
     pub fn faces(&mut self, img: &RgbImage) -> Result<Vec<Face>> {
-        let dets = self.detect(img)?;
-        dets.iter().map(|d| self.describe(img, d)).collect()
+        self.photo_faces(img)
     }
 }

@@ -6,32 +6,101 @@ use super::detect::Detection;
 use super::Face;
 use std::fmt;
 
-/// How one face is chosen from the faces found in a frame or photo. A small enum so that other
-/// picks (e.g. the face nearest the centre, for evaluation) can be added beside the door's.
+/// How one face is chosen from the faces found in a frame or photo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FacePick {
     /// The largest box: the person nearest the camera (the door's rule).
     #[default]
     Largest,
+    /// The box whose centre is nearest the image centre, ties broken by size: the subject of
+    /// a verification protocol that centres it (LFW's photos are cut around the person named).
+    Centre,
 }
 
 impl FacePick {
-    /// The chosen detection, `None` when there is none. Ties keep the last one found.
-    pub fn pick(self, detections: &[Detection]) -> Option<&Detection> {
+    /// The spelling on the command line (`--pick`) and in reports.
+    pub fn name(self) -> &'static str {
         match self {
-            FacePick::Largest => detections
-                .iter()
-                .max_by(|a, b| (a.width * a.height).total_cmp(&(b.width * b.height))),
+            FacePick::Largest => "largest",
+            FacePick::Centre => "centre",
         }
+    }
+
+    /// The index of the chosen box among `boxes`, in a `frame` of (width, height) pixels.
+    /// Ties keep the last one found.
+    fn choose<'a>(
+        self,
+        boxes: impl Iterator<Item = &'a Detection>,
+        frame: (u32, u32),
+    ) -> Option<usize> {
+        let area = |d: &Detection| d.width * d.height;
+        let (cx, cy) = (frame.0 as f32 / 2.0, frame.1 as f32 / 2.0);
+        let off = |d: &Detection| {
+            (d.x + d.width / 2.0 - cx).powi(2) + (d.y + d.height / 2.0 - cy).powi(2)
+        };
+        let boxes = boxes.enumerate();
+        match self {
+            FacePick::Largest => boxes.max_by(|a, b| area(a.1).total_cmp(&area(b.1))),
+            // Nearest first, then largest: `max_by` of (-distance, area).
+            FacePick::Centre => boxes.max_by(|a, b| {
+                off(b.1)
+                    .total_cmp(&off(a.1))
+                    .then(area(a.1).total_cmp(&area(b.1)))
+            }),
+        }
+        .map(|(i, _)| i)
+    }
+
+    /// The chosen detection in a frame of `frame` = (width, height) pixels, `None` when there
+    /// is none.
+    pub fn pick_in(self, detections: &[Detection], frame: (u32, u32)) -> Option<&Detection> {
+        self.choose(detections.iter(), frame)
+            .map(|i| &detections[i])
+    }
+
+    /// The chosen face (same rule as [`pick_in`](Self::pick_in), on described faces).
+    pub fn pick_face_in(self, faces: &[Face], frame: (u32, u32)) -> Option<&Face> {
+        self.choose(faces.iter().map(|f| &f.detection), frame)
+            .map(|i| &faces[i])
+    }
+
+    /// The chosen detection where the frame size is not at hand: exact for
+    /// [`Largest`](Self::Largest) (the door's rule); [`Centre`](Self::Centre) then takes the
+    /// centre of the boxes' common extent. Prefer [`pick_in`](Self::pick_in).
+    pub fn pick(self, detections: &[Detection]) -> Option<&Detection> {
+        self.pick_in(detections, extent(detections.iter()))
     }
 
     /// The chosen face (same rule as [`pick`](Self::pick), on described faces).
     pub fn pick_face(self, faces: &[Face]) -> Option<&Face> {
-        match self {
-            FacePick::Largest => faces.iter().max_by(|a, b| {
-                (a.detection.width * a.detection.height)
-                    .total_cmp(&(b.detection.width * b.detection.height))
-            }),
+        self.pick_face_in(faces, extent(faces.iter().map(|f| &f.detection)))
+    }
+}
+
+/// A frame just large enough to hold every box from the origin (for [`FacePick::pick`]).
+fn extent<'a>(boxes: impl Iterator<Item = &'a Detection>) -> (u32, u32) {
+    boxes.fold((0, 0), |(w, h), d| {
+        (
+            w.max((d.x + d.width).max(0.0).ceil() as u32),
+            h.max((d.y + d.height).max(0.0).ceil() as u32),
+        )
+    })
+}
+
+impl fmt::Display for FacePick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for FacePick {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "largest" => Ok(FacePick::Largest),
+            "centre" | "center" => Ok(FacePick::Centre),
+            _ => Err(format!("unknown face pick {s:?}: use largest or centre")),
         }
     }
 }
@@ -132,6 +201,40 @@ mod tests {
         ];
         assert_eq!(FacePick::Largest.pick(&dets).unwrap().x, 100.0);
         assert!(FacePick::Largest.pick(&[]).is_none());
+    }
+
+    fn boxed(x: f32, y: f32, w: f32) -> Detection {
+        Detection {
+            y,
+            ..det(x, w, 0.9)
+        }
+    }
+
+    /// Issue 13 item 1: `centre` takes the face nearest the image centre, not the largest;
+    /// equally near faces go to the larger one; `largest` ignores the position.
+    #[test]
+    fn centre_pick_prefers_the_face_at_the_centre_then_the_larger() {
+        // 250x250 like LFW: a large face at the left edge, the subject centred.
+        let dets = [boxed(0.0, 60.0, 120.0), boxed(85.0, 85.0, 80.0)];
+        assert_eq!(FacePick::Centre.pick_in(&dets, (250, 250)).unwrap().x, 85.0);
+        assert_eq!(FacePick::Largest.pick_in(&dets, (250, 250)).unwrap().x, 0.0);
+        // Two boxes centred on the same point: the larger wins, whatever the order.
+        let same = [boxed(100.0, 100.0, 50.0), boxed(75.0, 75.0, 100.0)];
+        assert_eq!(
+            FacePick::Centre.pick_in(&same, (250, 250)).unwrap().width,
+            100.0
+        );
+        let rev = [same[1], same[0]];
+        assert_eq!(
+            FacePick::Centre.pick_in(&rev, (250, 250)).unwrap().width,
+            100.0
+        );
+        assert!(FacePick::Centre.pick_in(&[], (250, 250)).is_none());
+        assert_eq!("center".parse::<FacePick>().unwrap(), FacePick::Centre);
+        assert!("middle"
+            .parse::<FacePick>()
+            .unwrap_err()
+            .contains("largest or centre"));
     }
 
     fn face(eye_px: f64) -> Face {

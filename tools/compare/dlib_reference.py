@@ -4,16 +4,21 @@ Pipeline: dlib HOG detector (get_frontal_face_detector, upsample 1) -> 5-point s
 get_face_chip(size=150, padding=0.25) -> face_recognition_model_v1.compute_face_descriptor; the
 distance is L2 and "same person" means distance < threshold (dlib's 0.6).
 
-    python tools/compare/dlib_reference.py eval --pairs P.tsv --root DIR [--identities I.tsv] [--json]
+    python tools/compare/dlib_reference.py eval --pairs P.tsv --root DIR [--identities I.tsv] [--pick largest|centre] [--json]
+    python tools/compare/dlib_reference.py eval --lfw-pairs pairs.txt --root DIR [--pick centre|largest] [--json]
     python tools/compare/dlib_reference.py bench IMAGES... [--runs 5] [--json]
 
 eval reports the figures `facegate eval` reports, computed the same way (see src/metrics.rs):
-pairs are spread over 10 folds by position (pair i in fold i % 10) and each fold is tested at the
+pairs are spread over 10 folds by position (pair i in fold i % 10; an LFW pairs.txt keeps its own
+folds, images at ROOT/name/name_NNNN.jpg, identities from the names) and each fold is tested at the
 accuracy-maximising threshold of the other nine; ROC AUC, EER and TAR at FAR 1e-2 / 1e-3 use every
 cross-identity image pair as impostors when --identities is given (as `facegate eval
 --all-impostors`), else the protocol's different pairs; accuracy at 0.6. Images without a detected
-face are counted and the pairs they miss are reported (not scored); with several faces the largest
-is used.
+face are counted and the pairs they miss are reported (not scored); with several faces --pick
+chooses as `facegate eval --pick` does: `largest` (the door's rule, default for a TSV) or `centre`
+(the face whose box centre is nearest the image centre, ties by size; default for LFW pairs.txt,
+whose subject is the centred face). All-impostor distances are computed in row blocks (memory
+bounded by --block rows x images x 128, not images^2 x 128), with the same float64 arithmetic.
 
 bench turns each image into a camera-like frame as `facegate bench` does (fitted into a 640x480
 black frame, aspect kept, centred, JPEG quality 90 in memory) and times, on one thread, per frame:
@@ -125,13 +130,35 @@ class Reference:
     def descriptor(self, chip):
         return np.array(self.resnet.compute_face_descriptor(chip), np.float64)
 
-    def embed(self, rgb):
-        """Descriptor of the largest face, or None."""
+    def embed(self, rgb, pick="largest"):
+        """Descriptor of the face `pick` chooses (see pick_rect), or None."""
         rects = self.detect(rgb)
         if not rects:
             return None
-        rect = max(rects, key=lambda r: r.width() * r.height())
+        rect = pick_rect(rects, rgb.shape[1], rgb.shape[0], pick)
         return self.descriptor(self.chip(rgb, self.landmarks(rgb, rect)))
+
+
+PICKS = ("largest", "centre")
+
+
+def pick_rect(rects, width, height, pick):
+    """src/face/pick.rs FacePick: `largest` = largest box; `centre` = box centre nearest the
+    image centre, then the larger. Ties keep the last one found (Rust's max_by)."""
+    def area(r):
+        return r.width() * r.height()
+
+    def off(r):
+        # dlib rectangles are inclusive: pixel columns left..right cover [left, right + 1)
+        cx, cy = (r.left() + r.right() + 1) / 2, (r.top() + r.bottom() + 1) / 2
+        return (cx - width / 2) ** 2 + (cy - height / 2) ** 2
+
+    key = area if pick == "largest" else (lambda r: (-off(r), area(r)))
+    best = rects[0]
+    for r in rects[1:]:
+        if key(r) >= key(best):
+            best = r
+    return best
 
 
 # ---------------------------------------------------------------- metrics (as src/metrics.rs)
@@ -211,11 +238,12 @@ def read_tsv(path, ncols):
 
 
 def read_pairs(path):
+    """TSV pairs as (a, b, same, fold): pair i in fold i % 10."""
     pairs = []
     for n, (a, b, s, *_) in enumerate(read_tsv(path, 3)):
         label = s.lower()
         if label in ("1", "true", "0", "false"):
-            pairs.append((a, b, label in ("1", "true")))
+            pairs.append((a, b, label in ("1", "true"), len(pairs) % FOLDS))
         elif n:
             sys.exit(f"error: {path}: bad label {s!r} (use 1 or 0)")
     if not pairs:
@@ -223,38 +251,122 @@ def read_pairs(path):
     return pairs
 
 
-def evaluate(pairs_path, root, identities_path=None, progress=True):
-    pairs = read_pairs(pairs_path)
-    identities = {}
+def read_lfw_pairs(path):
+    """LFW pairs.txt as src/eval.rs reads it: header `folds n` (or `n`: one fold), then per fold
+    n same lines `name i j` and n different lines `name1 i name2 j`. Returns (pairs with their
+    folds, identities); images are name/name_000i.jpg relative to the root."""
+    lines = [(k, ln.split()) for k, ln in enumerate(Path(path).read_text().splitlines(), 1) if ln.strip()]
+    if not lines:
+        sys.exit(f"error: {path}: empty file")
+    try:
+        head = [int(t) for t in lines[0][1]]
+    except ValueError:
+        head = []
+    if len(head) not in (1, 2):
+        sys.exit(f"error: {path}:{lines[0][0]}: header must be `folds pairs_per_set`")
+    folds, per = head if len(head) == 2 else (1, head[0])
+    if len(lines) - 1 < folds * 2 * per:
+        sys.exit(f"error: {path}: {len(lines) - 1} pair lines, expected {folds * 2 * per}")
+    img = lambda name, i: f"{name}/{name}_{int(i):04d}.jpg"  # noqa: E731
+    pairs, identities = [], {}
+    rows = iter(lines[1:])
+    for fold in range(folds):
+        for k in range(2 * per):
+            n, t = next(rows)
+            if k < per and len(t) == 3:
+                a, b, ia, ib = img(t[0], t[1]), img(t[0], t[2]), t[0], t[0]
+            elif k >= per and len(t) == 4:
+                a, b, ia, ib = img(t[0], t[1]), img(t[2], t[3]), t[0], t[2]
+            else:
+                sys.exit(f"error: {path}:{n}: expected `name i j` (same) or `name1 i name2 j` (different)")
+            identities[a], identities[b] = ia, ib
+            # a single-fold file is spread over 10 folds by position, as facegate does
+            pairs.append((a, b, k < per, fold if folds > 1 else len(pairs) % FOLDS))
+    return pairs, identities
+
+
+def impostor_distances(ids, e, block=None):
+    """L2 distance of every pair i < j of different identity, in row-major (i, j) order, as
+    sqrt(sum((e_i - e_j)^2)) in float64; computed `block` rows at a time, so the temporary
+    array is block x len(e) x 128 x 8 bytes, 256 MB by default (the all-at-once version needed
+    56 GB for 7661 images)."""
+    if not block:
+        block = max(1, (256 << 20) // max(len(e) * e.shape[1] * 8, 1))
+    out = []
+    for i0 in range(0, len(e) - 1, block):
+        i1 = min(i0 + block, len(e) - 1)
+        rows = e[i0:i1]
+        cols = e[i0 + 1:]
+        dist = np.sqrt(np.maximum(((rows[:, None, :] - cols[None, :, :]) ** 2).sum(-1), 0))
+        # row r (image i0 + r) keeps columns j > i0 + r, i.e. column index c >= r
+        r, c = np.triu_indices(i1 - i0, 0, len(cols))
+        keep = ids[i0 + r] != ids[i0 + 1 + c]
+        out.append(dist[r[keep], c[keep]])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def load_cache(path, root, pick):
+    """{image: descriptor or None} saved by an earlier run on the same root and pick."""
+    if not path or not Path(path).is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        if str(z["root"]) != str(Path(root).resolve()) or str(z["pick"]) != pick:
+            return {}
+        names, vecs, found = z["names"], z["vecs"], z["found"]
+    return {str(n): (v.astype(np.float64) if f else None) for n, v, f in zip(names, vecs, found)}
+
+
+def save_cache(path, root, pick, emb):
+    names = sorted(emb)
+    vecs = np.stack([emb[n] if emb[n] is not None else np.zeros(128) for n in names]) if names else np.zeros((0, 128))
+    tmp = Path(str(path) + ".tmp.npz")
+    np.savez(tmp, root=str(Path(root).resolve()), pick=pick, names=np.array(names),
+             vecs=vecs, found=np.array([emb[n] is not None for n in names]))
+    os.replace(tmp, path)
+
+
+def evaluate(pairs_path, root, identities_path=None, progress=True, pick=None, lfw=False, block=None,
+             cache=None):
+    if lfw:
+        pairs, identities = read_lfw_pairs(pairs_path)
+    else:
+        pairs, identities = read_pairs(pairs_path), {}
+    pick = pick or ("centre" if lfw else "largest")
     if identities_path:
         identities = {r[0]: r[1] for n, r in enumerate(read_tsv(identities_path, 2))
                       if not (n == 0 and r[1].lower() == "identity")}
-    images = sorted({p for a, b, _ in pairs for p in (a, b)})
+    images = sorted({p for a, b, _, _ in pairs for p in (a, b)})
     ref = Reference()
+    cached = load_cache(cache, root, pick)
     emb, unreadable, t0 = {}, {}, time.perf_counter()
     for k, name in enumerate(images, 1):
+        if name in cached:
+            emb[name] = cached[name]
+            continue
         try:
             rgb = load_rgb(Path(root) / name)
         except (OSError, ValueError) as e:
             unreadable[name] = str(e)
             continue
-        emb[name] = ref.embed(rgb)
+        emb[name] = ref.embed(rgb, pick)
         if progress and (k % 50 == 0 or k == len(images)):
             print(f"\r  embedded {k}/{len(images)} images, {time.perf_counter() - t0:.0f} s",
                   end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
+    if cache:
+        save_cache(cache, root, pick, {**cached, **emb})
     no_face = [n for n in images if n in emb and emb[n] is None]
     d, same, fold = [], [], []
     missed = 0
-    for i, (a, b, s) in enumerate(pairs):
+    for a, b, s, f in pairs:
         ea, eb = emb.get(a), emb.get(b)
         if ea is None or eb is None:
             missed += 1
             continue
         d.append(np.linalg.norm(ea - eb))
         same.append(s)
-        fold.append(i % FOLDS)
+        fold.append(f)
     if not d:
         sys.exit("error: no pair could be scored: no faces were found")
     d, same, fold = np.array(d), np.array(same), np.array(fold)
@@ -263,17 +375,16 @@ def evaluate(pairs_path, root, identities_path=None, progress=True):
         known = [(identities[n], emb[n]) for n in images if emb.get(n) is not None and n in identities]
         ids = np.array([k[0] for k in known])
         e = np.stack([k[1] for k in known])
-        dist = np.sqrt(np.maximum(((e[:, None, :] - e[None, :, :]) ** 2).sum(-1), 0))
-        iu = np.triu_indices(len(known), 1)
-        impostor = dist[iu][ids[iu[0]] != ids[iu[1]]]
-    acc, std, _ = kfold(d, same, fold)
+        impostor = impostor_distances(ids, e, block)
+    acc, std, thrs = kfold(d, same, fold)
     thr, far, tar = roc(genuine, impostor)
     e, e_thr = eer(thr, far, tar)
     return {
         "pipeline": "dlib HOG (upsample 1) + shape_predictor_5 + dlib resnet (dlib-bin %s)" % dlib.__version__,
+        "pick": pick,
         "pairs": len(pairs), "same_pairs": int(sum(p[2] for p in pairs)), "images": len(images),
         "images_without_face": no_face, "images_unreadable": unreadable, "pairs_missed": missed,
-        "kfold_accuracy": acc, "kfold_std": std,
+        "folds": len(thrs), "kfold_accuracy": acc, "kfold_std": std,
         "accuracy_with_misses": acc * len(d) / len(pairs),
         "accuracy_at_0.6": float(np.mean((d < THRESHOLD) == same)),
         "auc": auc(far, tar), "eer": e, "eer_threshold": e_thr,
@@ -284,13 +395,13 @@ def evaluate(pairs_path, root, identities_path=None, progress=True):
 
 
 def print_eval(r):
-    print(f"{r['pipeline']}")
+    print(f"{r['pipeline']}, face pick {r['pick']}")
     print(f"  pairs {r['pairs']} ({r['same_pairs']} same) over {r['images']} images")
     print(f"  no face found in {len(r['images_without_face'])} images, unreadable "
           f"{len(r['images_unreadable'])}: {r['pairs_missed']} pairs not scored")
     for n in r["images_without_face"][:5]:
         print(f"    no face: {n}")
-    print(f"  10-fold accuracy {100 * r['kfold_accuracy']:.2f}% ± {100 * r['kfold_std']:.2f} (scored pairs); "
+    print(f"  {r['folds']}-fold accuracy {100 * r['kfold_accuracy']:.2f}% ± {100 * r['kfold_std']:.2f} (scored pairs); "
           f"{100 * r['accuracy_with_misses']:.2f}% counting unscored pairs as errors")
     print(f"  accuracy at threshold {THRESHOLD}: {100 * r['accuracy_at_0.6']:.2f}%")
     print(f"  ROC AUC {r['auc']:.4f}, EER {100 * r['eer']:.2f}% at threshold {r['eer_threshold']:.3f}")
@@ -373,10 +484,19 @@ def print_bench(r):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("eval", help="verification metrics on a TSV pairs protocol")
-    e.add_argument("--pairs", required=True, help="TSV image_a<TAB>image_b<TAB>same, header line")
+    e = sub.add_parser("eval", help="verification metrics on a TSV or LFW pairs protocol")
+    proto = e.add_mutually_exclusive_group(required=True)
+    proto.add_argument("--pairs", help="TSV image_a<TAB>image_b<TAB>same, header line")
+    proto.add_argument("--lfw-pairs", help="LFW pairs.txt (images at ROOT/name/name_NNNN.jpg)")
     e.add_argument("--root", required=True, help="folder the image paths are relative to")
-    e.add_argument("--identities", help="TSV image<TAB>identity: all cross-identity pairs become impostors")
+    e.add_argument("--identities", help="TSV image<TAB>identity: all cross-identity pairs become impostors "
+                   "(an LFW pairs.txt names them already)")
+    e.add_argument("--pick", choices=PICKS, help="which face of a photo with several: largest (default for "
+                   "--pairs, the door's rule) or centre (default for --lfw-pairs)")
+    e.add_argument("--cache", help="an .npz of descriptors per image (same root and pick), read "
+                   "and updated: a rerun on a subset of the pairs embeds nothing again")
+    e.add_argument("--block", type=int, help="rows per block of the all-impostor distances "
+                   "[default: 256 MB of temporaries]")
     e.add_argument("--json", action="store_true")
     b = sub.add_parser("bench", help="per-stage timings on 640x480 camera-like frames")
     b.add_argument("images", nargs="+")
@@ -384,12 +504,13 @@ def main():
     b.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.cmd == "eval":
-        for p in filter(None, (args.pairs, args.identities)):
+        for p in filter(None, (args.pairs, args.lfw_pairs, args.identities)):
             if not Path(p).is_file():
                 sys.exit(f"error: {p} not found")
         if not Path(args.root).is_dir():
             sys.exit(f"error: image root {args.root} is not a folder")
-        r = evaluate(args.pairs, args.root, args.identities)
+        r = evaluate(args.pairs or args.lfw_pairs, args.root, args.identities, pick=args.pick,
+                     lfw=bool(args.lfw_pairs), block=args.block, cache=args.cache)
         print(json.dumps(r, indent=1)) if args.json else print_eval(r)
     else:
         missing = [p for p in args.images if not Path(p).is_file()]

@@ -1,4 +1,4 @@
-"""Build verification pair protocols for the ORL and Yale face sets.
+"""Build verification pair protocols for the ORL, Yale and faces94 face sets.
 
     python tools/compare/make_pairs.py [--datasets /work/shared/datasets] [--seed 0] [OUT_DIR]
 
@@ -17,6 +17,9 @@ the pair list is then shuffled with the same generator, so the position-based 10
   yalefaces  yalefaces/subjectNN.CONDITION: 15 people x 11 conditions, one file missing
              -> 815 same + 815 different. The files are GIFs without an extension; the paths are
              kept as they are (facegate and PIL both decode by content).
+  faces94    faces94_subset/Training/K/NAME.N.jpg: 18 people x 16-20 images (identity = folder K)
+             -> 2230 same + 2230 different. Test/ is left out: five of its files (m, n, x, y,
+             z.jpg) carry no identity.
 
 The datasets' terms allow local evaluation only: the output stays outside the repository.
 """
@@ -45,7 +48,17 @@ def yale_images(root):
     return out
 
 
-SETS = {"orl": ("orl_faces", orl_images), "yalefaces": ("yalefaces", yale_images)}
+def faces94_images(root):
+    """(relative path, identity) for faces94_subset/Training/K/NAME.N.jpg."""
+    train = root / "Training"
+    out = [(f"Training/{d.name}/{f.name}", d.name)
+           for d in train.iterdir() if d.is_dir() for f in d.glob("*.jpg")]
+    return sorted(out, key=lambda x: (int(x[1]), x[0].rsplit("/", 1)[1].split(".")[0],
+                                      int(x[0].rsplit(".", 2)[1])))
+
+
+SETS = {"orl": ("orl_faces", orl_images), "yalefaces": ("yalefaces", yale_images),
+        "faces94": ("faces94_subset", faces94_images)}
 
 
 def make_pairs(images, rng):
@@ -70,7 +83,7 @@ def write_tsv(path, header, rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", nargs="?", default="/tmp/facegate-pairs", help="output directory")
-    ap.add_argument("--datasets", default="/work/shared/datasets", help="folder holding orl_faces/, yalefaces/")
+    ap.add_argument("--datasets", default="/work/shared/datasets", help="folder holding orl_faces/, yalefaces/, faces94_subset/")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
