@@ -13,12 +13,10 @@ use crate::face::pick::FacePick;
 use crate::face::FaceModels;
 use crate::imageio::load_rgb;
 use crate::metrics::{self, KFold, RocPoint};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pair {
@@ -203,54 +201,19 @@ pub fn embed_images(
     pick: FacePick,
     label: &str,
 ) -> Result<Vec<Outcome>> {
-    let bar = ProgressBar::new(images.len() as u64).with_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} images, {per_sec}, eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(label.to_string());
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; images.len()]);
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                let mut engine = match models.engine() {
-                    Ok(e) => e,
-                    Err(e) => {
-                        first_error.lock().unwrap().get_or_insert(e);
-                        return;
-                    }
-                };
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= images.len() {
-                        break;
-                    }
-                    let outcome = match load_rgb(&images[i]) {
-                        Err(e) => Outcome::Unreadable(e.to_string()),
-                        Ok(img) => match engine.photo_face(&img, pick) {
-                            Ok(face) => face
-                                .map_or(Outcome::NoFace, |f| Outcome::Face(Box::new(f.embedding))),
-                            Err(e) => Outcome::Unreadable(e.to_string()),
-                        },
-                    };
-                    results.lock().unwrap()[i] = Some(outcome);
-                    bar.inc(1);
-                }
-            });
-        }
-    });
-    bar.finish_and_clear();
-    if let Some(e) = first_error.into_inner().unwrap() {
-        return Err(e);
-    }
-    Ok(results
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(|o| o.expect("every image processed"))
-        .collect())
+    crate::parallel::map_with_progress(
+        images,
+        threads,
+        label,
+        || models.engine(),
+        |engine, path| match load_rgb(path) {
+            Err(e) => Outcome::Unreadable(e.to_string()),
+            Ok(img) => match engine.photo_face(&img, pick) {
+                Ok(face) => face.map_or(Outcome::NoFace, |f| Outcome::Face(Box::new(f.embedding))),
+                Err(e) => Outcome::Unreadable(e.to_string()),
+            },
+        },
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]

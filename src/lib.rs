@@ -30,6 +30,7 @@ pub mod models;
 pub mod mqtt;
 pub mod pad;
 pub mod panics;
+pub mod parallel;
 pub mod plot;
 pub mod policy;
 pub mod seal;

@@ -12,12 +12,10 @@ use crate::face::liveness::{Liveness, LivenessChoice, LivenessModels};
 use crate::face::FaceModels;
 use crate::frame::DOOR_PICK;
 use crate::imageio::load_rgb;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A liveness worker running its models on `threads` threads per face (1 or 2).
 pub fn worker(models: &Arc<LivenessModels>, threads: usize) -> Result<Liveness> {
@@ -74,50 +72,13 @@ pub fn score_images(
     threads: usize,
     label: &str,
 ) -> Result<Vec<ImageScore>> {
-    let bar = ProgressBar::new(images.len() as u64).with_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} images, {per_sec}, eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(label.to_string());
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<ImageScore>>> = Mutex::new(vec![None; images.len()]);
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                let started = faces
-                    .engine()
-                    .and_then(|e| Ok((e, worker(pad, model_threads)?)));
-                let (mut engine, mut live) = match started {
-                    Ok(w) => w,
-                    Err(e) => {
-                        first_error.lock().unwrap().get_or_insert(e);
-                        return;
-                    }
-                };
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= images.len() {
-                        break;
-                    }
-                    let r = score_one(&mut engine, &mut live, &images[i]);
-                    results.lock().unwrap()[i] = Some(r);
-                    bar.inc(1);
-                }
-            });
-        }
-    });
-    bar.finish_and_clear();
-    if let Some(e) = first_error.into_inner().unwrap() {
-        return Err(e);
-    }
-    Ok(results
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(|r| r.expect("every image scored"))
-        .collect())
+    crate::parallel::map_with_progress(
+        images,
+        threads,
+        label,
+        || Ok((faces.engine()?, worker(pad, model_threads)?)),
+        |(engine, live), path| score_one(engine, live, path),
+    )
 }
 
 fn score_one(engine: &mut crate::face::FaceEngine, live: &mut Liveness, path: &Path) -> ImageScore {

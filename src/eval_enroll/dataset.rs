@@ -8,11 +8,9 @@ use crate::face::quality::Quality;
 use crate::face::FaceModels;
 use crate::frame::DOOR_PICK;
 use crate::imageio::load_rgb;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Images with their person, grouped by person (people in name order).
 #[derive(Debug, Clone)]
@@ -154,50 +152,21 @@ pub fn embed(models: &Arc<FaceModels>, set: &Dataset, threads: usize) -> Result<
         .enumerate()
         .flat_map(|(i, (_, ps))| ps.iter().map(move |p| (i, p)))
         .collect();
-    let bar = ProgressBar::new(all.len() as u64).with_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} images, {per_sec}, eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(format!("embedding {}", set.name));
-    let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<Option<std::result::Result<Shot, String>>>> =
-        Mutex::new(vec![None; all.len()]);
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                let mut engine = match models.engine() {
-                    Ok(e) => e,
-                    Err(e) => {
-                        first_error.lock().unwrap().get_or_insert(e);
-                        return;
-                    }
-                };
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= all.len() {
-                        break;
-                    }
-                    let r = shot(&mut engine, all[i].1);
-                    out.lock().unwrap()[i] = Some(r);
-                    bar.inc(1);
-                }
-            });
-        }
-    });
-    bar.finish_and_clear();
-    if let Some(e) = first_error.into_inner().unwrap() {
-        return Err(e);
-    }
+    let out = crate::parallel::map_with_progress(
+        &all,
+        threads,
+        &format!("embedding {}", set.name),
+        || models.engine(),
+        |engine, (_, path)| shot(engine, path),
+    )?;
     let mut people: Vec<(String, Vec<Shot>)> = set
         .people
         .iter()
         .map(|(n, _)| (n.clone(), vec![]))
         .collect();
     let mut missed = Vec::new();
-    for ((i, p), r) in all.iter().zip(out.into_inner().unwrap()) {
-        match r.expect("every image processed") {
+    for ((i, p), r) in all.iter().zip(out) {
+        match r {
             Ok(s) => people[*i].1.push(s),
             Err(e) => missed.push(((*p).clone(), e)),
         }
