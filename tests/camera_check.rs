@@ -3,22 +3,9 @@
 //! the numbers they print, the enrolled person is named with a distance, a picture is written
 //! per frame, and nothing else is written.
 
-use crate::common::{self, face, fixture};
+use crate::common::{face, facegate, fixture};
 use facegate::diagnose::annotated_size;
 use std::path::Path;
-
-fn facegate(args: &[&str]) -> (i32, String, String) {
-    let out = common::facegate_command()
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 /// The number after `prefix` in `line` (up to the next space, comma, colon or parenthesis).
 fn number_after(line: &str, prefix: &str) -> Option<f32> {

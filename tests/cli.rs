@@ -1,21 +1,9 @@
 //! The command line as a script would use it: exit codes 0 (yes), 1 (no), 2 (error).
 
 use crate::common;
+use common::facegate;
 
 use common::face;
-
-fn facegate(args: &[&str]) -> (i32, String, String) {
-    let out = common::facegate_command()
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 fn p(name: &str) -> String {
     face(name).to_string_lossy().into()

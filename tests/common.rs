@@ -63,6 +63,20 @@ pub fn crc32(data: &[u8]) -> u32 {
 /// binfmt_misc cannot start the ARM binary they spawn (ENOEXEC); it is then started through the
 /// same qemu runner, named by `FACEGATE_TEST_RUNNER` (words separated by spaces) or, by
 /// default, the one `.cargo/config.toml` uses for this architecture.
+/// Runs the `facegate` binary with `args` (RUST_LOG=warn): exit code, stdout, stderr.
+pub fn facegate(args: &[&str]) -> (i32, String, String) {
+    let out = facegate_command()
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
 pub fn facegate_command() -> std::process::Command {
     command_for(Path::new(env!("CARGO_BIN_EXE_facegate")))
 }

@@ -1,7 +1,7 @@
 //! Presentation-attack detection (issue 12): the MiniFASNet stage on real photos with the real
 //! models, its agreement with onnxruntime on upstream-style crops, and refused models.
 
-use crate::common::{fixture, models};
+use crate::common::{facegate, fixture, models};
 use crate::models_check::{edit_manifest, scratch_models};
 use facegate::face::detect::Detection;
 use facegate::face::liveness::{
@@ -296,19 +296,6 @@ fn resize_equals_opencv_inter_linear() {
         n += 1;
     }
     assert!(n >= 4, "{n} OpenCV references in {}", dir.display());
-}
-
-fn facegate(args: &[&str]) -> (i32, String, String) {
-    let out = crate::common::facegate_command()
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 /// `facegate liveness`: one line per face with the score; exit 1 when a face is an attack.
