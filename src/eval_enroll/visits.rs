@@ -162,6 +162,82 @@ fn sample(rng: &mut Rng, shots: &[Shot], frames: usize) -> Vec<Shot> {
     idx.into_iter().take(frames).map(|i| shots[i]).collect()
 }
 
+/// One draw: half the usable people enrolled (their first `enroll` shots after a shuffle), the
+/// rest of their shots left to visit; the other half are strangers.
+struct Draw<'a> {
+    gallery: SimGallery,
+    visitors: Vec<Vec<Shot>>,
+    strangers: Vec<&'a Vec<Shot>>,
+}
+
+fn draw<'a>(rng: &mut Rng, usable: &[&'a Vec<Shot>], opts: &VisitOptions) -> Option<Draw<'a>> {
+    let mut order: Vec<usize> = (0..usable.len()).collect();
+    rng.shuffle(&mut order);
+    let half = order.len() / 2;
+    let mut gallery = Vec::new();
+    let mut visitors: Vec<Vec<Shot>> = Vec::new();
+    for &p in &order[..half] {
+        let mut s = usable[p].clone();
+        rng.shuffle(&mut s);
+        if s.len() < opts.enroll + opts.frames {
+            continue;
+        }
+        gallery.push(s[..opts.enroll].iter().map(|x| x.embedding).collect());
+        visitors.push(s[opts.enroll..].to_vec());
+    }
+    let strangers = order[half..].iter().map(|&p| usable[p]).collect();
+    (gallery.len() >= 2).then_some(Draw {
+        gallery: SimGallery(gallery),
+        visitors,
+        strangers,
+    })
+}
+
+/// The genuine and impostor visit scores of one draw, per rule (in `rules` order). A genuine
+/// visit that names the wrong person scores infinity (never accepted).
+fn score_draw(
+    rng: &mut Rng,
+    d: &Draw,
+    rules: &[RuleScores],
+    opts: &VisitOptions,
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let mut genuine = vec![vec![]; rules.len()];
+    let mut impostor = vec![vec![]; rules.len()];
+    for (pi, shots) in d.visitors.iter().enumerate() {
+        for _ in 0..opts.visits {
+            let v = sample(rng, shots, opts.frames);
+            for (r, rs) in rules.iter().enumerate() {
+                let (s, p) = visit_score(&d.gallery, &v, rs.rule, opts);
+                genuine[r].push(if p == pi { s } else { f32::INFINITY });
+            }
+        }
+    }
+    for shots in &d.strangers {
+        for _ in 0..opts.visits {
+            let v = sample(rng, shots, opts.frames);
+            for (r, rs) in rules.iter().enumerate() {
+                impostor[r].push(visit_score(&d.gallery, &v, rs.rule, opts).0);
+            }
+        }
+    }
+    (genuine, impostor)
+}
+
+/// TAR at each of `fars`, mean and sd over the draws.
+fn tar_at_fars(rs: &RuleScores, fars: &[f64]) -> Vec<(f64, Option<MeanSd>)> {
+    fars.iter()
+        .map(|&far| {
+            let v: Vec<f64> = rs
+                .genuine
+                .iter()
+                .zip(&rs.impostor)
+                .filter_map(|(g, i)| metrics::tar_at_far(g, i, far).map(|x| x.0))
+                .collect();
+            (far, MeanSd::of(&v))
+        })
+        .collect()
+}
+
 /// Simulates `opts.draws` draws of visits on one set.
 pub fn evaluate(set: &Embedded, opts: &VisitOptions) -> VisitReport {
     let usable: Vec<&Vec<Shot>> = set
@@ -182,46 +258,11 @@ pub fn evaluate(set: &Embedded, opts: &VisitOptions) -> VisitReport {
         .collect();
     let (mut enrolled_n, mut strangers_n, mut gv, mut iv) = (0, 0, 0, 0);
     for _ in 0..opts.draws {
-        let mut order: Vec<usize> = (0..usable.len()).collect();
-        rng.shuffle(&mut order);
-        let half = order.len() / 2;
-        // enrolled: their first `enroll` shots (after a shuffle) are the gallery, the rest visit
-        let mut gallery = Vec::new();
-        let mut visitors: Vec<Vec<Shot>> = Vec::new();
-        for &p in &order[..half] {
-            let mut s = usable[p].clone();
-            rng.shuffle(&mut s);
-            if s.len() < opts.enroll + opts.frames {
-                continue;
-            }
-            gallery.push(s[..opts.enroll].iter().map(|x| x.embedding).collect());
-            visitors.push(s[opts.enroll..].to_vec());
-        }
-        let strangers: Vec<&Vec<Shot>> = order[half..].iter().map(|&p| usable[p]).collect();
-        if gallery.len() < 2 {
+        let Some(d) = draw(&mut rng, &usable, opts) else {
             continue;
-        }
-        let g = SimGallery(gallery);
-        (enrolled_n, strangers_n) = (g.0.len(), strangers.len());
-        let mut genuine = vec![vec![]; rules.len()];
-        let mut impostor = vec![vec![]; rules.len()];
-        for (pi, shots) in visitors.iter().enumerate() {
-            for _ in 0..opts.visits {
-                let v = sample(&mut rng, shots, opts.frames);
-                for (r, rs) in rules.iter().enumerate() {
-                    let (s, p) = visit_score(&g, &v, rs.rule, opts);
-                    genuine[r].push(if p == pi { s } else { f32::INFINITY });
-                }
-            }
-        }
-        for shots in &strangers {
-            for _ in 0..opts.visits {
-                let v = sample(&mut rng, shots, opts.frames);
-                for (r, rs) in rules.iter().enumerate() {
-                    impostor[r].push(visit_score(&g, &v, rs.rule, opts).0);
-                }
-            }
-        }
+        };
+        (enrolled_n, strangers_n) = (d.gallery.0.len(), d.strangers.len());
+        let (mut genuine, mut impostor) = score_draw(&mut rng, &d, &rules, opts);
         (gv, iv) = (genuine[0].len(), impostor[0].len());
         for (r, rs) in rules.iter_mut().enumerate() {
             rs.genuine.push(std::mem::take(&mut genuine[r]));
@@ -229,19 +270,7 @@ pub fn evaluate(set: &Embedded, opts: &VisitOptions) -> VisitReport {
         }
     }
     for rs in &mut rules {
-        rs.tar_at_far = opts
-            .fars
-            .iter()
-            .map(|&far| {
-                let v: Vec<f64> = rs
-                    .genuine
-                    .iter()
-                    .zip(&rs.impostor)
-                    .filter_map(|(g, i)| metrics::tar_at_far(g, i, far).map(|x| x.0))
-                    .collect();
-                (far, MeanSd::of(&v))
-            })
-            .collect();
+        rs.tar_at_far = tar_at_fars(rs, &opts.fars);
     }
     VisitReport {
         set: set.name.clone(),
