@@ -180,13 +180,6 @@ pub fn check_relative(rel: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-/// Reads `rel` inside the bundle folder `root` through [`super::stick::BundleDir`]: no link is
-/// followed (file or folder), only regular files are opened, at most `max` bytes are read.
-/// Errors carry a kind and a message naming the file and the fix.
-pub fn read_confined(root: &Path, rel: &Path, max: u64) -> Result<Vec<u8>, StickError> {
-    BundleDir::open(root)?.read(rel, max).map(|f| f.bytes)
-}
-
 /// The canonical bundle root.
 pub fn root_of(dir: &Path) -> Result<PathBuf, EnrollError> {
     dir.canonicalize().map_err(|e| EnrollError::io(dir, e))
