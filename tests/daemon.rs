@@ -425,6 +425,44 @@ fn record_time(r: &serde_json::Value) -> jiff::Timestamp {
     r["time"].as_str().unwrap().parse().unwrap()
 }
 
+/// Milliseconds from time `b` to time `a`.
+fn ms_from(a: jiff::Timestamp, b: jiff::Timestamp) -> f64 {
+    a.duration_since(b).as_secs_f64() * 1e3
+}
+
+/// The text and the records of the audit log at `path`, whose chain must verify.
+fn audit_records(path: &Path) -> (String, Vec<serde_json::Value>) {
+    let report = facegate::audit::verify(path).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    let text = std::fs::read_to_string(path).unwrap();
+    let records = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (text, records)
+}
+
+/// The first `exit_request`, `unlocked` and `relocked` records, after checking that the
+/// times of the last two are one pulse apart.
+fn exit_pulse_records<'r>(
+    records: &'r [serde_json::Value],
+    text: &str,
+) -> [&'r serde_json::Value; 3] {
+    let door = |what: &str| {
+        records
+            .iter()
+            .find(|r| r["event"] == "door" && r["fields"]["event"] == what)
+            .unwrap_or_else(|| panic!("no door {what} record:\n{text}"))
+    };
+    let [exit, unlocked, relocked] = ["exit_request", "unlocked", "relocked"].map(door);
+    let span = ms_from(record_time(relocked), record_time(unlocked));
+    assert!(
+        (span - PULSE_MS as f64).abs() < 100.0,
+        "unlocked..relocked {span:.1} ms for a {PULSE_MS} ms pulse:\n{text}"
+    );
+    [exit, unlocked, relocked]
+}
+
 /// An exit-button press while the daemon is starting (loading its models, seconds on a slow
 /// board) opens the door at once, and its records carry the times the press, the unlock and
 /// the relock happened, not the time the loop got round to writing them: they come before
@@ -435,7 +473,6 @@ fn record_time(r: &serde_json::Value) -> jiff::Timestamp {
 fn an_exit_during_start_up_is_audited_with_the_times_it_happened() {
     use facegate::door::controller::DoorInputs;
     use facegate::door::input::SimulatedInput;
-    use serde_json::Value;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &[("lacamoire", "alex-lacamoire.png")], "");
     let log = TransitionLog::new();
@@ -477,49 +514,27 @@ fn an_exit_during_start_up_is_audited_with_the_times_it_happened() {
         loaded.saturating_duration_since(pressed).as_secs_f64() * 1e3
     );
 
-    let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
-    assert!(facegate::audit::verify(dir.path().join("audit.jsonl"))
-        .unwrap()
-        .is_intact());
-    let records: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let find = |event: &str, door: Option<&str>| {
-        records
-            .iter()
-            .find(|r| r["event"] == event && door.is_none_or(|d| r["fields"]["event"] == d))
-            .unwrap_or_else(|| panic!("no {event} {door:?} record:\n{text}"))
-    };
-    let start = find("start", None);
-    let exit = find("door", Some("exit_request"));
-    let unlocked = find("door", Some("unlocked"));
-    let relocked = find("door", Some("relocked"));
-    let ms = |d: jiff::SignedDuration| d.as_secs_f64() * 1e3;
+    let (text, records) = audit_records(&dir.path().join("audit.jsonl"));
+    let [exit, unlocked, relocked] = exit_pulse_records(&records, &text);
     // the press is debounced (a few polls), then the relay is driven at once
-    let after_press = ms(record_time(exit).duration_since(wall(pressed)));
+    let after_press = ms_from(record_time(exit), wall(pressed));
     assert!(
         (0.0..150.0).contains(&after_press),
         "exit_request {after_press:.1} ms after the press:\n{text}"
     );
-    let off = ms(record_time(unlocked).duration_since(wall(opened)));
+    let off = ms_from(record_time(unlocked), wall(opened));
+    let span = ms_from(record_time(relocked), record_time(unlocked));
     assert!(
-        off.abs() < 50.0,
-        "unlocked {off:.1} ms from the relay's transition:\n{text}"
+        off.abs() < 50.0 && (span - held.as_secs_f64() * 1e3).abs() < 50.0,
+        "unlocked {off:.1} ms from the relay's transition, for {span:.1} ms (relay energised \
+         {held:?}):\n{text}"
     );
-    let span = ms(record_time(relocked).duration_since(record_time(unlocked)));
-    assert!(
-        (span - held.as_secs_f64() * 1e3).abs() < 50.0 && (span - PULSE_MS as f64).abs() < 100.0,
-        "unlocked..relocked {span:.1} ms, relay energised {held:?}, pulse {PULSE_MS} ms:\n{text}"
-    );
-    // written over a second and a half later: the write time is kept beside the event time
+    let start = records.iter().find(|r| r["event"] == "start").unwrap();
     for r in [exit, unlocked, relocked] {
-        let logged: jiff::Timestamp = r["fields"]["logged"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no `logged` in {r}"))
-            .parse()
-            .unwrap();
-        assert!(ms(logged.duration_since(record_time(r))) > 1000.0, "{r}");
+        // written over a second and a half later: the write time is kept beside the event's
+        let logged = r["fields"]["logged"].as_str();
+        let logged: jiff::Timestamp = logged.unwrap_or_else(|| panic!("{r}")).parse().unwrap();
+        assert!(ms_from(logged, record_time(r)) > 1000.0, "{r}");
         // before `start`, which says when this start began
         assert!(r["seq"].as_u64() < start["seq"].as_u64(), "{text}");
     }
@@ -901,36 +916,18 @@ fn a_full_disk_refuses_face_unlocks_keeps_the_exit_button_and_recovers() {
         "{text}"
     );
     // the queued records keep the time of their events (the first press, seconds before the
-    // log came back), with the write time in `logged`, so the first pulse spans its length
-    let records: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let door = |what: &str| {
-        records
-            .iter()
-            .find(|r| r["fields"]["event"] == what)
-            .unwrap_or_else(|| panic!("no {what}:\n{text}"))
-    };
-    let back = record_time(
-        records
-            .iter()
-            .find(|r| r["event"] == "audit_recovered")
-            .unwrap(),
-    );
-    for r in [door("exit_request"), door("unlocked"), door("relocked")] {
+    // log came back), with the write time in `logged`; the first pulse spans its length
+    let (text, records) = audit_records(&audit);
+    let back = records.iter().find(|r| r["event"] == "audit_recovered");
+    let back = record_time(back.unwrap());
+    for r in exit_pulse_records(&records, &text) {
         assert!(
-            back.duration_since(record_time(r)).as_secs_f64() > 1.0
+            ms_from(back, record_time(r)) > 1000.0
                 && r["fields"]["logged"].is_string()
                 && r["fields"]["queued_at"].is_string(),
             "{r}"
         );
     }
-    let span = record_time(door("relocked")).duration_since(record_time(door("unlocked")));
-    assert!(
-        (span.as_secs_f64() * 1e3 - PULSE_MS as f64).abs() < 100.0,
-        "unlocked..relocked {span:?} for a {PULSE_MS} ms pulse:\n{text}"
-    );
     assert!(!text.contains("\"decision\":\"unlock\""), "{text}");
 }
 
