@@ -9,7 +9,8 @@
 //! ```
 //!
 //! * `seq`: 1, 2, 3, … without gaps.
-//! * `time`: RFC 3339 in UTC (microseconds), from [`jiff`].
+//! * `time`: when the event happened, RFC 3339 in UTC (microseconds), from [`jiff`]; see
+//!   [below](#time-the-event-time-and-logged).
 //! * `event`: what happened ([`events`]: `decision`, `unlock`, `camera_lost`, …).
 //! * `fields`: free fields for the event (`person`, `distance`, `decision`, `reason`, …), a JSON
 //!   object. Never a photo: string values longer than [`MAX_STRING_FIELD`] bytes are refused.
@@ -17,6 +18,21 @@
 //!   has [`GENESIS_PREV`] (64 zeros).
 //! * `hash`: hex SHA-256 of the line's own bytes up to `prev`'s closing quote, i.e. everything
 //!   before `,"hash":"`; see [`render_line`] and [`line_hash`].
+//!
+//! # `time`: the event time, and `logged`
+//!
+//! `time` is when the event happened, read from the wall clock at that moment, not when the
+//! line was written. The two differ for records that wait: door events are observed by the
+//! door thread and written by the daemon's loop (one loop turn later, or, for an exit-button
+//! press during the model load at start, seconds later), and records queued while the log
+//! could not be written are written after `audit_recovered`. A record written more than
+//! [`LOGGED_AFTER`] (1 s) away from its `time` also carries the write time in
+//! `fields.logged`. So `time` need not grow with `seq`: `seq` is the order of writing (what
+//! the chain proves), `time` the order of events. Before, `time` was the write time, and an
+//! exit request at 20:12:44 during a slow start was recorded at 20:12:55.80, with `unlocked`
+//! and `relocked` 4 ms apart for a 1 s pulse. Nothing about the chain changes: `time` is part
+//! of the hashed bytes like any value, `logged` is an ordinary field, and logs written before
+//! verify as they did.
 //!
 //! # The canonical form (issue 10 finding 3)
 //!
@@ -122,6 +138,13 @@ pub const MAX_SEQ: u64 = 1 << 53;
 
 /// Longest string value accepted in `fields`, in bytes (keeps photos and blobs out of the log).
 pub const MAX_STRING_FIELD: usize = 4096;
+
+/// A record written further than this from the time of its event (its `time`) also carries
+/// the write time, as `fields.logged` ([`AuditLog::append_at`]). Door events normally wait at
+/// most one loop turn (a frame: up to a few hundred ms on a slow board) and get none; those
+/// that happened during the model load at start, or were queued while the log could not be
+/// written, do.
+pub const LOGGED_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(1);
 
 /// Event names used by facegate.
 /// Every event name this crate writes into the log: the `event` field of a record. Records
@@ -802,10 +825,24 @@ impl AuditLog {
 
     /// Appends one record and makes it durable (`sync_data`) before returning its `seq`; on a
     /// sealed log the new head is then sealed. If only the seal fails, the record is on disk
-    /// and the error says so.
+    /// and the error says so. Its `time` is now: for an event that happened earlier, use
+    /// [`append_at`](Self::append_at).
     ///
     /// `fields` must be a JSON object (or `null` for none).
     pub fn append(&mut self, event: Event, fields: Value) -> Result<u64, AuditError> {
+        self.append_at(event, fields, jiff::Timestamp::now())
+    }
+
+    /// [`append`](Self::append) for an event that happened at `at` (wall clock, read when it
+    /// happened): the record's `time` is `at`, and when it is written more than
+    /// [`LOGGED_AFTER`] away from `at` the write time is added as `fields.logged` (see the
+    /// [module docs](self#time-the-event-time-and-logged)).
+    pub fn append_at(
+        &mut self,
+        event: Event,
+        fields: Value,
+        at: jiff::Timestamp,
+    ) -> Result<u64, AuditError> {
         if self.broken {
             return Err(AuditError::Broken {
                 path: self.path.clone(),
@@ -821,9 +858,14 @@ impl AuditLog {
                 )))
             }
         };
+        let mut fields = fields;
+        let now = jiff::Timestamp::now();
+        if now.duration_since(at).abs() > LOGGED_AFTER {
+            fields.insert("logged".into(), Value::from(format!("{now:.6}")));
+        }
         let fields = Value::Object(fields);
         check_fields(&fields, "fields")?;
-        let time = format!("{:.6}", jiff::Timestamp::now());
+        let time = format!("{at:.6}");
 
         let mut line = render_line(self.next_seq, &time, event, &fields, &self.prev);
         let line_hash = sha256_hex(line.as_bytes());

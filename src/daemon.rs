@@ -37,11 +37,25 @@
 //! * keeps every record it could not write in memory (up to [`MAX_PENDING`], oldest dropped
 //!   and counted) and retries at every later record, reopening the log if a failed write left
 //!   it unusable; the first record that gets through is `audit_recovered` (the error, how
-//!   many records were queued and lost), followed by the queued records with their original
-//!   time in `queued_at`;
+//!   many records were queued and lost), followed by the queued records, each with the time
+//!   of its event as `time`, the moment its write failed in `queued_at`, and the write time in
+//!   `logged` (see [`crate::audit`]);
 //! * keeps running and keeps the exit button working: egress is life safety and must not
 //!   depend on a disk; the button's records are queued like the rest. The watchdog is still
 //!   petted: a restart cannot free a disk, and the door is locked and safe meanwhile.
+//!
+//! # Door events during start-up
+//!
+//! The door controller runs from the first step of the start, so the exit button works
+//! during the model load (seconds on a slow board), but the audit log is written by the loop
+//! only. What the door thread observed meanwhile (`exit_request`, `unlocked`, `relocked`,
+//! `contact_at_start`, …) is written just **before** the `start` record, each with the time
+//! it happened ([`DoorEvent::wall`](crate::door::controller::DoorEvent::wall); `logged` when
+//! written more than a second later). Before `start`, because then `seq` follows the time of
+//! the events (the records `open` writes, such as `audit_sealed`, already come before
+//! `start`), and `start` keeps its meaning: the daemon is ready to recognise faces, with the
+//! gallery, encoder and threshold it names; its `began` field is when the start began (the
+//! door controller took the relay), so events between `began` and `start` are this start's.
 //!
 //! # Panics elsewhere (issue 10 finding 9)
 //!
@@ -65,6 +79,7 @@ use crate::gallery::Gallery;
 use crate::policy::{Decision, DenyReason, Evidence, Policy, PolicySettings};
 use crate::statelock::StateLock;
 use image::RgbImage;
+use jiff::Timestamp;
 use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,12 +134,14 @@ pub struct Daemon {
     limiter_path: std::path::PathBuf,
     /// The last audit error while records cannot be written (the alarm), else `None`.
     audit_fault: Option<String>,
-    /// Records not written yet (with `queued_at`), oldest first.
-    pending: VecDeque<(Event, serde_json::Value)>,
+    /// Records not written yet (with `queued_at`) and the time of their events, oldest first.
+    pending: VecDeque<(Event, serde_json::Value, Timestamp)>,
     /// Records dropped from a full `pending` queue since the fault began.
     lost: u64,
     /// Face unlocks refused for want of a durable record (copied into the summary).
     refused_unaudited: u64,
+    /// When the start began (the door controller took the relay): `began` of `start`.
+    began: Timestamp,
     /// `[mqtt]`: the broker client and what it publishes (`None`: off).
     mqtt: Option<mqtt_hook::MqttHook>,
     /// One writer for the audit log and the store while the daemon runs (dropped last).
@@ -147,6 +164,7 @@ impl Daemon {
         inputs: DoorInputs,
         camera: Opener,
     ) -> Result<Daemon> {
+        let began = Timestamp::now();
         let door = DoorController::start_with_inputs(lock, assemble::door_config(&cfg), inputs)
             .map_err(|e| Error::Invalid(format!("[lock] {e}")))?;
         install_panic_guard(&door);
@@ -192,6 +210,7 @@ impl Daemon {
             pending: VecDeque::new(),
             lost: 0,
             refused_unaudited: 0,
+            began,
             mqtt,
             _state_lock: state_lock,
         })
@@ -242,16 +261,22 @@ impl Daemon {
         }
     }
 
-    /// Appends a record; `true` when it (and every record queued before it) is durable. On
-    /// failure the record is queued and the alarm raised (see the
+    /// Appends a record of something that happens now; `true` when it (and every record
+    /// queued before it) is durable. On failure the record is queued and the alarm raised
+    /// (see the
     /// [module documentation](self#when-the-audit-log-cannot-be-written-issue-10-finding-5)).
     fn audit(&mut self, event: Event, fields: serde_json::Value) -> bool {
+        self.audit_at(event, fields, Timestamp::now())
+    }
+
+    /// [`audit`](Self::audit) for an event that happened at `at` (the record's `time`).
+    fn audit_at(&mut self, event: Event, fields: serde_json::Value, at: Timestamp) -> bool {
         if self.audit_fault.is_some() && !self.flush_pending() {
             self.mqtt_publish(event, &fields, None);
-            self.queue(event, fields);
+            self.queue(event, fields, at);
             return false;
         }
-        match self.append_now(event, fields.clone()) {
+        match self.append_now(event, fields.clone(), at) {
             Ok(seq) => {
                 self.mqtt_publish(event, &fields, Some(seq));
                 true
@@ -259,28 +284,30 @@ impl Daemon {
             Err(e) => {
                 self.raise_alarm(&e);
                 self.mqtt_publish(event, &fields, None);
-                self.queue(event, fields);
+                self.queue(event, fields, at);
                 false
             }
         }
     }
 
-    /// One append; a log left unusable by an earlier failed write is reopened (it continues
-    /// its chain from the last complete record) and tried once more.
+    /// One append (of an event that happened at `at`); a log left unusable by an earlier
+    /// failed write is reopened (it continues its chain from the last complete record) and
+    /// tried once more.
     fn append_now(
         &mut self,
         event: Event,
         fields: serde_json::Value,
+        at: Timestamp,
     ) -> std::result::Result<u64, AuditError> {
         let fields = self.with_liveness_state(fields);
-        match self.audit.append(event, fields.clone()) {
+        match self.audit.append_at(event, fields.clone(), at) {
             Err(AuditError::Broken { .. }) => {
                 // Reopen with the same seal (the store shares it): one in-memory sealed state.
                 self.audit = match self.audit.seal().cloned() {
                     Some(seal) => AuditLog::open_sealed(&self.cfg.audit.path, seal)?,
                     None => AuditLog::open(&self.cfg.audit.path)?,
                 };
-                self.audit.append(event, fields)
+                self.audit.append_at(event, fields, at)
             }
             other => other,
         }
@@ -302,7 +329,7 @@ impl Daemon {
             return true;
         };
         let recovered = json!({"error": fault, "queued": self.pending.len(), "lost": self.lost, "refused_unlocks": self.refused_unaudited});
-        if let Err(e) = self.append_now(Event::AuditRecovered, recovered) {
+        if let Err(e) = self.append_now(Event::AuditRecovered, recovered, Timestamp::now()) {
             self.raise_alarm(&e);
             return false;
         }
@@ -314,9 +341,9 @@ impl Daemon {
         );
         self.audit_fault = None;
         self.lost = 0;
-        while let Some((event, fields)) = self.pending.pop_front() {
-            if let Err(e) = self.append_now(event, fields.clone()) {
-                self.pending.push_front((event, fields));
+        while let Some((event, fields, at)) = self.pending.pop_front() {
+            if let Err(e) = self.append_now(event, fields.clone(), at) {
+                self.pending.push_front((event, fields, at));
                 self.raise_alarm(&e);
                 return false;
             }
@@ -327,18 +354,20 @@ impl Daemon {
         true
     }
 
-    fn queue(&mut self, event: Event, mut fields: serde_json::Value) {
+    /// Keeps a record that could not be written (its event happened at `at`) for
+    /// [`flush_pending`](Self::flush_pending), with the moment its write failed in `queued_at`.
+    fn queue(&mut self, event: Event, mut fields: serde_json::Value, at: Timestamp) {
         if let serde_json::Value::Object(m) = &mut fields {
             m.insert(
                 "queued_at".into(),
-                json!(format!("{:.6}", jiff::Timestamp::now())),
+                json!(format!("{:.6}", Timestamp::now())),
             );
         }
         if self.pending.len() == MAX_PENDING {
             self.pending.pop_front();
             self.lost += 1;
         }
-        self.pending.push_back((event, fields));
+        self.pending.push_back((event, fields, at));
     }
 
     fn raise_alarm(&mut self, e: &AuditError) {
@@ -407,9 +436,7 @@ impl Daemon {
                 return Err(self.emergency_exit(&summary));
             }
             self.poll_enroll();
-            for ev in self.door.drain_events() {
-                self.audit(Event::Door, ev.kind.audit_fields());
-            }
+            self.audit_door_events();
             self.poll_mqtt(summary.frames);
             watchdog.pet();
             if self.cfg.daemon.max_frames > 0 && summary.frames >= self.cfg.daemon.max_frames {
@@ -419,7 +446,17 @@ impl Daemon {
         self.finish(summary)
     }
 
-    /// Logs and audits what this run works with, and tells systemd it is ready.
+    /// Audits what the door thread observed since the last call, each record with the time
+    /// its event happened.
+    fn audit_door_events(&mut self) {
+        for ev in self.door.drain_events() {
+            self.audit_at(Event::Door, ev.kind.audit_fields(), ev.wall);
+        }
+    }
+
+    /// Logs and audits what this run works with (after the door events of the start-up, see
+    /// [Door events during start-up](self#door-events-during-start-up)), and tells systemd
+    /// it is ready.
     fn announce_start(&mut self) {
         let settings: PolicySettings = self.policy.settings().clone();
         log::info!(
@@ -437,9 +474,10 @@ impl Daemon {
         if !self.liveness.enabled() {
             log::warn!("presentation-attack detection is OFF ([liveness] enabled = false): a printed photo or a screen of an enrolled person opens the door; every audit record says \"liveness\": \"off\"");
         }
+        self.audit_door_events();
         self.audit(
             Event::Start,
-            json!({"people": self.gallery.len(), "encoder_sha256": self.models.encoder.sha256, "threshold": settings.threshold, "liveness": self.liveness.name()}),
+            json!({"people": self.gallery.len(), "encoder_sha256": self.models.encoder.sha256, "threshold": settings.threshold, "liveness": self.liveness.name(), "began": format!("{:.6}", self.began)}),
         );
         if self.cfg.daemon.watchdog {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -482,6 +520,8 @@ impl Daemon {
             return Err(self.emergency_exit(&summary));
         }
         summary.refused_unaudited = self.refused_unaudited;
+        // what the door did since the last loop turn, before `stop`
+        self.audit_door_events();
         self.audit(
             Event::Stop,
             json!({ "frames": summary.frames, "unlocks": summary.unlocks.len() }),
@@ -552,7 +592,7 @@ impl Daemon {
         );
         if !durable {
             // The unlock record is queued (written if the log recovers) as refused.
-            if let Some((_, serde_json::Value::Object(f))) = self.pending.back_mut() {
+            if let Some((_, serde_json::Value::Object(f), _)) = self.pending.back_mut() {
                 f.insert("decision".into(), json!("deny"));
                 f.insert("reason".into(), json!("audit_unavailable"));
                 f.insert("reason_code".into(), json!("audit_unavailable"));

@@ -54,6 +54,50 @@ fn chain_of_1000_records_verifies() {
     assert_eq!(log.head(), (1000, report.head.as_str()));
 }
 
+/// A record of an event that happened earlier (a door event waiting for the loop, a record
+/// queued while the log could not be written) carries the event's time as `time`, and the
+/// write time as `fields.logged` when they are more than a second apart; continuing a chain
+/// written before `logged` existed, the whole log verifies, and so does every line's hash of
+/// its exact bytes.
+#[test]
+fn a_late_record_has_the_event_time_and_the_write_time_in_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_chain(dir.path(), 2); // records as every earlier version wrote them
+    let mut log = AuditLog::open(&path).unwrap();
+    let now = jiff::Timestamp::now();
+    let long_ago = now - jiff::SignedDuration::from_secs(12);
+    let just_now = now - jiff::SignedDuration::from_millis(300);
+    log.append_at(Event::Door, json!({"event": "exit_request"}), long_ago)
+        .unwrap();
+    log.append_at(Event::Door, json!({"event": "unlocked"}), just_now)
+        .unwrap();
+    log.append(Event::Start, json!({})).unwrap();
+    let report = audit::verify(&path).unwrap();
+    assert!(report.is_intact() && report.records == 5, "{report:?}");
+    let r: Vec<Value> = lines(&path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let time = |v: &Value| v.as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    // the time of the event, to the microsecond written
+    let us = |t: jiff::Timestamp| t.as_microsecond();
+    assert_eq!(us(time(&r[2]["time"])), us(long_ago));
+    assert_eq!(us(time(&r[3]["time"])), us(just_now));
+    // 12 s late: the write time is kept; 0.3 s late (a loop turn) and on time: not
+    let logged = time(&r[2]["fields"]["logged"]);
+    assert!(
+        logged >= now && logged.duration_since(now).as_secs_f64() < 5.0,
+        "{}",
+        r[2]
+    );
+    assert!(r[3]["fields"].get("logged").is_none(), "{}", r[3]);
+    assert!(r[4]["fields"].get("logged").is_none(), "{}", r[4]);
+    // the reopened log continues the chain after them
+    let mut log = AuditLog::open(&path).unwrap();
+    assert_eq!(log.append(Event::Stop, json!({})).unwrap(), 6);
+    assert!(audit::verify(&path).unwrap().is_intact());
+}
+
 #[test]
 fn records_have_the_documented_shape() {
     let dir = tempfile::tempdir().unwrap();

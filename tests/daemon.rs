@@ -420,6 +420,131 @@ fn the_exit_button_opens_the_door_and_is_audited() {
     assert!(text.contains(r#""event":"exit_request""#), "{text}");
 }
 
+/// The audit `time` of record `r` (RFC 3339).
+fn record_time(r: &serde_json::Value) -> jiff::Timestamp {
+    r["time"].as_str().unwrap().parse().unwrap()
+}
+
+/// Milliseconds from time `b` to time `a`.
+fn ms_from(a: jiff::Timestamp, b: jiff::Timestamp) -> f64 {
+    a.duration_since(b).as_secs_f64() * 1e3
+}
+
+/// The text and the records of the audit log at `path`, whose chain must verify.
+fn audit_records(path: &Path) -> (String, Vec<serde_json::Value>) {
+    let report = facegate::audit::verify(path).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    let text = std::fs::read_to_string(path).unwrap();
+    let records = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (text, records)
+}
+
+/// The first `exit_request`, `unlocked` and `relocked` records, after checking that the
+/// times of the last two are one pulse apart.
+fn exit_pulse_records<'r>(
+    records: &'r [serde_json::Value],
+    text: &str,
+) -> [&'r serde_json::Value; 3] {
+    let door = |what: &str| {
+        records
+            .iter()
+            .find(|r| r["event"] == "door" && r["fields"]["event"] == what)
+            .unwrap_or_else(|| panic!("no door {what} record:\n{text}"))
+    };
+    let [exit, unlocked, relocked] = ["exit_request", "unlocked", "relocked"].map(door);
+    let span = ms_from(record_time(relocked), record_time(unlocked));
+    assert!(
+        (span - PULSE_MS as f64).abs() < 100.0,
+        "unlocked..relocked {span:.1} ms for a {PULSE_MS} ms pulse:\n{text}"
+    );
+    [exit, unlocked, relocked]
+}
+
+/// An exit-button press while the daemon is starting (loading its models, seconds on a slow
+/// board) opens the door at once, and its records carry the times the press, the unlock and
+/// the relock happened, not the time the loop got round to writing them: they come before
+/// `start` (whose `began` precedes them), with the write time in `logged`, and `unlocked` to
+/// `relocked` spans the pulse. Before, they were written after `start`, all stamped with the
+/// write time (a VM test saw `unlocked` and `relocked` 4 ms apart for a 1 s pulse).
+#[test]
+fn an_exit_during_start_up_is_audited_with_the_times_it_happened() {
+    use facegate::door::controller::DoorInputs;
+    use facegate::door::input::SimulatedInput;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &[("lacamoire", "alex-lacamoire.png")], "");
+    let log = TransitionLog::new();
+    let out = SimulatedOutput::with_log("test relay", log.clone());
+    let (button, handle) = SimulatedInput::new("exit button");
+    let inputs = DoorInputs {
+        door_contact: None,
+        exit_button: Some(Box::new(button)),
+    };
+    // the wall clock at a monotonic instant, to place the relay's transitions on it
+    let (t0, wall0) = (Instant::now(), jiff::Timestamp::now());
+    let wall = |t: Instant| wall0 + t.duration_since(t0);
+    let presser = std::thread::spawn(move || {
+        // after the door thread's first reading of the button, during the model load
+        std::thread::sleep(Duration::from_millis(200));
+        let at = Instant::now();
+        handle.press(Duration::from_millis(150));
+        at
+    });
+    let opener = Box::new(|| Ok(Box::new(ThenIdle(clip())) as Box<dyn FrameSource>));
+    let mut daemon = Daemon::with_inputs(cfg, Box::new(out), inputs, opener).unwrap();
+    let loaded = Instant::now();
+    let pressed = presser.join().unwrap();
+    // acted on without waiting for the loop: the pulse is over before it starts
+    assert!(wait_until(Duration::from_secs(5), || log
+        .energised_periods()
+        .len()
+        == 1
+        && log.energised() == Some(false)));
+    std::thread::sleep(Duration::from_millis(1500));
+    // a few loop turns (the door records were written at the first, before this fix)
+    let running = Instant::now();
+    run_until(&mut daemon, move || {
+        running.elapsed() > Duration::from_millis(500)
+    });
+    let (opened, held) = log.energised_periods()[0];
+    eprintln!(
+        "models loaded {:.0} ms after the press",
+        loaded.saturating_duration_since(pressed).as_secs_f64() * 1e3
+    );
+
+    let (text, records) = audit_records(&dir.path().join("audit.jsonl"));
+    let [exit, unlocked, relocked] = exit_pulse_records(&records, &text);
+    // the press is debounced (a few polls), then the relay is driven at once
+    let after_press = ms_from(record_time(exit), wall(pressed));
+    assert!(
+        (0.0..150.0).contains(&after_press),
+        "exit_request {after_press:.1} ms after the press:\n{text}"
+    );
+    let off = ms_from(record_time(unlocked), wall(opened));
+    let span = ms_from(record_time(relocked), record_time(unlocked));
+    assert!(
+        off.abs() < 50.0 && (span - held.as_secs_f64() * 1e3).abs() < 50.0,
+        "unlocked {off:.1} ms from the relay's transition, for {span:.1} ms (relay energised \
+         {held:?}):\n{text}"
+    );
+    let start = records.iter().find(|r| r["event"] == "start").unwrap();
+    for r in [exit, unlocked, relocked] {
+        // written over a second and a half later: the write time is kept beside the event's
+        let logged = r["fields"]["logged"].as_str();
+        let logged: jiff::Timestamp = logged.unwrap_or_else(|| panic!("{r}")).parse().unwrap();
+        assert!(ms_from(logged, record_time(r)) > 1000.0, "{r}");
+        // before `start`, which says when this start began
+        assert!(r["seq"].as_u64() < start["seq"].as_u64(), "{text}");
+    }
+    let began: jiff::Timestamp = start["fields"]["began"].as_str().unwrap().parse().unwrap();
+    assert!(
+        began < record_time(exit) && record_time(relocked) < record_time(start),
+        "{text}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Issue 10: fail-secure under faults (findings 2, 5, 9, 11, 13).
 
@@ -790,6 +915,19 @@ fn a_full_disk_refuses_face_unlocks_keeps_the_exit_button_and_recovers() {
         2,
         "{text}"
     );
+    // the queued records keep the time of their events (the first press, seconds before the
+    // log came back), with the write time in `logged`; the first pulse spans its length
+    let (text, records) = audit_records(&audit);
+    let back = records.iter().find(|r| r["event"] == "audit_recovered");
+    let back = record_time(back.unwrap());
+    for r in exit_pulse_records(&records, &text) {
+        assert!(
+            ms_from(back, record_time(r)) > 1000.0
+                && r["fields"]["logged"].is_string()
+                && r["fields"]["queued_at"].is_string(),
+            "{r}"
+        );
+    }
     assert!(!text.contains("\"decision\":\"unlock\""), "{text}");
 }
 

@@ -271,8 +271,12 @@ impl DoorEventKind {
 /// A [`DoorEventKind`] with the time it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DoorEvent {
-    /// When it happened.
+    /// When it happened (monotonic clock, for measuring pulses).
     pub at: Instant,
+    /// When it happened (wall clock, read at the same moment as `at`): the `time` of its audit
+    /// record, however long it waits in the queue before the daemon writes it (a model load at
+    /// start takes seconds; a frame, up to a few hundred ms).
+    pub wall: jiff::Timestamp,
     /// What happened.
     pub kind: DoorEventKind,
 }
@@ -350,6 +354,7 @@ impl Shared {
         }
         q.push_back(DoorEvent {
             at: Instant::now(),
+            wall: jiff::Timestamp::now(),
             kind,
         });
     }
