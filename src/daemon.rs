@@ -272,18 +272,18 @@ impl Daemon {
     /// [`audit`](Self::audit) for an event that happened at `at` (the record's `time`).
     fn audit_at(&mut self, event: Event, fields: serde_json::Value, at: Timestamp) -> bool {
         if self.audit_fault.is_some() && !self.flush_pending() {
-            self.mqtt_publish(event, &fields, None);
+            self.mqtt_publish(event, &fields, None, at);
             self.queue(event, fields, at);
             return false;
         }
         match self.append_now(event, fields.clone(), at) {
             Ok(seq) => {
-                self.mqtt_publish(event, &fields, Some(seq));
+                self.mqtt_publish(event, &fields, Some(seq), at);
                 true
             }
             Err(e) => {
                 self.raise_alarm(&e);
-                self.mqtt_publish(event, &fields, None);
+                self.mqtt_publish(event, &fields, None, at);
                 self.queue(event, fields, at);
                 false
             }

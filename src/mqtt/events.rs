@@ -105,7 +105,19 @@ impl Topics {
 
 /// Wall-clock time with microseconds (RFC 3339, UTC), as the audit log writes it.
 pub fn now() -> String {
-    format!("{:.6}", jiff::Timestamp::now())
+    stamp(jiff::Timestamp::now())
+}
+
+fn stamp(t: jiff::Timestamp) -> String {
+    format!("{t:.6}")
+}
+
+/// The monotonic instant of a wall-clock time in the past (a time in the future: now).
+fn instant_of(at: jiff::Timestamp) -> Instant {
+    let ago = Duration::try_from(jiff::Timestamp::now().duration_since(at)).unwrap_or_default();
+    Instant::now()
+        .checked_sub(ago.min(Duration::from_secs(86_400)))
+        .unwrap_or_else(Instant::now)
 }
 
 /// Turns audit records and the loop's ticks into messages.
@@ -123,6 +135,9 @@ pub struct Publisher {
     people: Option<u64>,
     gallery_version: Option<u64>,
     last_health: Option<(Instant, u64)>,
+    /// The time of the audit record being turned into messages (its `time`: when the event
+    /// happened, which for door events during start-up is seconds before it was written).
+    record_at: jiff::Timestamp,
 }
 
 impl Publisher {
@@ -140,11 +155,12 @@ impl Publisher {
             people: None,
             gallery_version: None,
             last_health: None,
+            record_at: jiff::Timestamp::now(),
         }
     }
 
     fn event(&self, kind: &str, seq: Option<u64>, extra: Value) -> Msg {
-        let mut v = json!({"event_type": kind, "ts": now(), "seq": seq});
+        let mut v = json!({"event_type": kind, "ts": stamp(self.record_at), "seq": seq});
         if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
             m.extend(e);
         }
@@ -152,14 +168,17 @@ impl Publisher {
     }
 
     /// The messages for one audit record (`seq`: its sequence number, `None` when the log could
-    /// not be written and the record is queued). `name_of` gives an enrolled person's name.
+    /// not be written and the record is queued; `at`: its `time`, when the event happened; the
+    /// messages' `ts` and the held-open timer follow it). `name_of` gives an enrolled person's name.
     pub fn on_audit(
         &mut self,
         event: Event,
         fields: &Value,
         seq: Option<u64>,
+        at: jiff::Timestamp,
         name_of: &dyn Fn(&str) -> Option<String>,
     ) -> Vec<Msg> {
+        self.record_at = at;
         let s = |k: &str| fields.get(k).and_then(Value::as_str).unwrap_or("");
         match event {
             Event::Start => {
@@ -223,7 +242,7 @@ impl Publisher {
             };
             let ev = self.event("recognised", seq, who.clone());
             let mut person = who;
-            person["ts"] = json!(now());
+            person["ts"] = json!(stamp(self.record_at));
             person["seq"] = json!(seq);
             return vec![ev, Msg::state(&self.topics.person, person.to_string())];
         }
@@ -247,12 +266,12 @@ impl Publisher {
             "relocked" | "output_recovered" => vec![Msg::state(&t.lock, "LOCKED")],
             "output_fault" => vec![Msg::state(&t.lock, "JAMMED")],
             "door_opened" => {
-                self.open_since = Some(Instant::now());
+                self.open_since = Some(instant_of(self.record_at));
                 self.held_reported = false;
                 vec![Msg::state(&t.contact, "ON")]
             }
             "forced_open" => {
-                self.open_since = Some(Instant::now());
+                self.open_since = Some(instant_of(self.record_at));
                 self.held_reported = false;
                 vec![
                     Msg::state(&t.contact, "ON"),
@@ -265,7 +284,7 @@ impl Publisher {
             }
             "contact_at_start" => {
                 let open = fields.get("door_open").and_then(Value::as_bool) == Some(true);
-                self.open_since = open.then(Instant::now);
+                self.open_since = open.then(|| instant_of(self.record_at));
                 self.held_reported = false;
                 vec![Msg::state(&t.contact, if open { "ON" } else { "OFF" })]
             }
@@ -300,7 +319,7 @@ impl Publisher {
         });
         let ev = self.event("enroll_import", seq, result.clone());
         let mut state = result;
-        state["ts"] = json!(now());
+        state["ts"] = json!(stamp(self.record_at));
         state["seq"] = json!(seq);
         vec![ev, Msg::state(&self.topics.enroll, state.to_string())]
     }
@@ -374,7 +393,13 @@ mod tests {
     fn decisions_map_to_events_by_reason_code_and_person_only_when_allowed() {
         let unlock = json!({"decision": "unlock", "person": "alice", "distance": 0.3});
         let mut p = publisher(false);
-        let out = p.on_audit(Event::Decision, &unlock, Some(7), &name_of);
+        let out = p.on_audit(
+            Event::Decision,
+            &unlock,
+            Some(7),
+            jiff::Timestamp::now(),
+            &name_of,
+        );
         let e = &events(&out)[0];
         assert_eq!(
             (e["event_type"].as_str(), e["seq"].as_u64()),
@@ -383,13 +408,25 @@ mod tests {
         assert!(e.get("person").is_none() && e.get("name").is_none(), "{e}");
         assert!(!String::from_utf8_lossy(&out[1].payload).contains("alice"));
         let mut p = publisher(true);
-        let e = &events(&p.on_audit(Event::Decision, &unlock, Some(7), &name_of))[0];
+        let e = &events(&p.on_audit(
+            Event::Decision,
+            &unlock,
+            Some(7),
+            jiff::Timestamp::now(),
+            &name_of,
+        ))[0];
         assert_eq!(
             (e["person"].as_str(), e["name"].as_str()),
             (Some("alice"), Some("Alice Martin"))
         );
         // an unlock whose record could not be written was refused: not "recognised"
-        let e = &events(&p.on_audit(Event::Decision, &unlock, None, &name_of))[0];
+        let e = &events(&p.on_audit(
+            Event::Decision,
+            &unlock,
+            None,
+            jiff::Timestamp::now(),
+            &name_of,
+        ))[0];
         assert_eq!(
             (e["event_type"].as_str(), e["reason_code"].as_str()),
             (Some("denied"), Some("audit_unavailable"))
@@ -400,7 +437,13 @@ mod tests {
             ("outside_schedule", "denied"),
         ] {
             let deny = json!({"decision": "deny", "reason": "x", "reason_code": code});
-            let e = &events(&p.on_audit(Event::Decision, &deny, Some(9), &name_of))[0];
+            let e = &events(&p.on_audit(
+                Event::Decision,
+                &deny,
+                Some(9),
+                jiff::Timestamp::now(),
+                &name_of,
+            ))[0];
             assert_eq!(e["event_type"], kind, "{code}");
             assert!(EVENT_TYPES.contains(&kind));
         }
@@ -418,7 +461,13 @@ mod tests {
         let none = |_: &str| None;
         assert_eq!(
             state(
-                p.on_audit(Event::Door, &door("unlocked"), Some(1), &none),
+                p.on_audit(
+                    Event::Door,
+                    &door("unlocked"),
+                    Some(1),
+                    jiff::Timestamp::now(),
+                    &none
+                ),
                 "/lock"
             )
             .as_deref(),
@@ -426,7 +475,13 @@ mod tests {
         );
         assert_eq!(
             state(
-                p.on_audit(Event::Door, &door("relocked"), Some(2), &none),
+                p.on_audit(
+                    Event::Door,
+                    &door("relocked"),
+                    Some(2),
+                    jiff::Timestamp::now(),
+                    &none
+                ),
                 "/lock"
             )
             .as_deref(),
@@ -434,19 +489,32 @@ mod tests {
         );
         assert_eq!(
             state(
-                p.on_audit(Event::Door, &door("output_fault"), Some(3), &none),
+                p.on_audit(
+                    Event::Door,
+                    &door("output_fault"),
+                    Some(3),
+                    jiff::Timestamp::now(),
+                    &none
+                ),
                 "/lock"
             )
             .as_deref(),
             Some("JAMMED")
         );
-        let forced = p.on_audit(Event::Door, &door("forced_open"), Some(4), &none);
+        let forced = p.on_audit(
+            Event::Door,
+            &door("forced_open"),
+            Some(4),
+            jiff::Timestamp::now(),
+            &none,
+        );
         assert_eq!(events(&forced)[0]["event_type"], "door_forced");
         assert_eq!(state(forced, "/contact").as_deref(), Some("ON"));
         let lost = p.on_audit(
             Event::CameraLost,
             &json!({"reason": "unplugged"}),
             Some(5),
+            jiff::Timestamp::now(),
             &none,
         );
         assert_eq!(events(&lost)[0]["event_type"], "camera_lost");
@@ -456,5 +524,44 @@ mod tests {
         let held = events(&p.tick(10, (5, "ab"), 0));
         assert_eq!(held[0]["event_type"], "door_held_open");
         assert!(events(&p.tick(10, (5, "ab"), 0)).is_empty());
+    }
+
+    /// A door event written late (a contact opened during the daemon's start-up) is published
+    /// with the time it happened, and the held-open timer counts from then.
+    #[test]
+    fn a_late_door_record_keeps_its_time_for_ts_and_the_held_open_timer() {
+        let mut p = publisher(false);
+        p.held_open = Duration::from_secs(30);
+        let none = |_: &str| None;
+        let at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(40);
+        let forced = p.on_audit(
+            Event::Door,
+            &json!({"event": "forced_open"}),
+            Some(4),
+            at,
+            &none,
+        );
+        let ts: jiff::Timestamp = events(&forced)[0]["ts"].as_str().unwrap().parse().unwrap();
+        assert!(
+            ts.duration_since(at).abs() < jiff::SignedDuration::from_millis(1),
+            "{ts} vs {at}"
+        );
+        let held = events(&p.tick(10, (4, "ab"), 0));
+        assert_eq!(held[0]["event_type"], "door_held_open", "{held:?}");
+        assert!(held[0]["open_s"].as_u64().unwrap() >= 40, "{held:?}");
+        // the same record on time: not held open yet
+        let mut p = publisher(false);
+        p.held_open = Duration::from_secs(30);
+        let now = jiff::Timestamp::now();
+        p.on_audit(
+            Event::Door,
+            &json!({"event": "forced_open"}),
+            Some(4),
+            now,
+            &none,
+        );
+        assert!(events(&p.tick(10, (4, "ab"), 0))
+            .iter()
+            .all(|e| e["event_type"] != "door_held_open"));
     }
 }

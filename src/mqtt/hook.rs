@@ -39,8 +39,15 @@ impl MqttHook {
 }
 
 impl Daemon {
-    /// Publishes what one audit record says (`seq`: `None` when it could not be written).
-    pub(super) fn mqtt_publish(&mut self, event: Event, fields: &Value, seq: Option<u64>) {
+    /// Publishes what one audit record says (`seq`: `None` when it could not be written; `at`:
+    /// the record's time, when the event happened).
+    pub(super) fn mqtt_publish(
+        &mut self,
+        event: Event,
+        fields: &Value,
+        seq: Option<u64>,
+        at: jiff::Timestamp,
+    ) {
         let Some(h) = &mut self.mqtt else { return };
         if matches!(event, Event::EnrollImport | Event::EnrollRejected) {
             if let Some(b) = fields.get("bundle").and_then(Value::as_str) {
@@ -49,7 +56,7 @@ impl Daemon {
         }
         let gallery = &self.gallery;
         let name_of = |id: &str| gallery.get(id).map(|p| p.name.clone());
-        for m in h.publisher.on_audit(event, fields, seq, &name_of) {
+        for m in h.publisher.on_audit(event, fields, seq, at, &name_of) {
             h.mqtt.send(m);
         }
     }
