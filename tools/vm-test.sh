@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# tools/vm-test.sh: facegate against real kernel drivers in a VM (issue 15). Boots Debian's stock
+# kernel under qemu-system-x86_64 with a busybox initramfs that holds a debug facegate binary of
+# this tree, loads vivid (a V4L2 camera) and an out-of-tree gpio-sim (GPIO character device), and
+# runs the checks of tools/vm/init.sh inside. Prints one line per check and exits non-zero when a
+# check fails or does not report. See tools/vm/README.md.
+#
+# Environment: FACEGATE_VM_KERNEL=6.1.0-57-amd64 (default: the one linux-image-amd64 depends on, or
+# the one already cached), FACEGATE_VM_ACCEL=kvm (default tcg: software emulation),
+# FACEGATE_VM_TIMEOUT=300 (seconds for the boot and the checks), CARGO_TARGET_DIR.
+# Host packages: qemu-system-x86, kmod, cpio, gcc, linux-headers-$KV (tools/setup.sh will carry them).
+# Network: only on the first run (apt-get download into $CARGO_TARGET_DIR/vm-cache/debs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-$PWD/target}
+cache="$target/vm-cache"
+mkdir -p "$cache"
+start=$(date +%s)
+step() { echo "== vm: $1 (at $(( $(date +%s) - start )) s)"; }
+
+for tool in qemu-system-x86_64 cpio depmod modprobe; do
+  command -v "$tool" >/dev/null || { echo "vm: $tool missing (apt-get install qemu-system-x86 cpio kmod)" >&2; exit 2; }
+done
+
+kv=${FACEGATE_VM_KERNEL:-}
+if [ -z "$kv" ]; then
+  kv=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: linux-image-//p' | head -1)
+fi
+if [ -z "$kv" ]; then
+  kv=$(ls "$cache/kpkg/boot" 2>/dev/null | sed -n 's/^vmlinuz-//p' | head -1)
+fi
+[ -n "$kv" ] || { echo "vm: no kernel version: set FACEGATE_VM_KERNEL (e.g. 6.1.0-57-amd64)" >&2; exit 2; }
+
+step "Debian packages for kernel $kv"
+tools/vm/fetch.sh "$cache" "$kv"
+
+step "gpio-sim module"
+nice -n 10 tools/vm/build-gpio-sim.sh "$cache" "$kv"
+
+step "facegate (debug build)"
+nice -n 10 cargo build --locked --bin facegate
+bin="$target/debug/facegate"
+
+step "initramfs"
+run="$cache/run"
+mkdir -p "$run"
+nice -n 10 tools/vm/mkinitrd.sh "$cache" "$kv" "$bin" "$run"
+
+step "boot"
+log="$run/console.log"
+set +e
+tools/vm/run.sh "$cache/kpkg/boot/vmlinuz-$kv" "$run/initrd.gz" "$log" "${FACEGATE_VM_TIMEOUT:-300}"
+qrc=$?
+set -e
+
+step "results"
+grep -a '^VMCHECK \(PASS\|FAIL\)' "$log" | tr -d '\r' || true
+if ! grep -aq '^VMCHECK DONE failures=0' "$log"; then
+  if [ "$qrc" = 124 ]; then
+    echo "vm: FAIL: the VM did not finish within ${FACEGATE_VM_TIMEOUT:-300} s (console: $log)"
+  else
+    echo "vm: FAIL: a check failed or did not report (qemu exit $qrc; console: $log)"
+  fi
+  exit 1
+fi
+echo "vm: all checks passed in $(( $(date +%s) - start )) s"
