@@ -10,8 +10,21 @@ export RUST_LOG=${RUST_LOG:-info} PATH=/bin:/sbin
 failures=0
 pass() { echo "VMCHECK PASS $1: $2"; }
 fail() { echo "VMCHECK FAIL $1: $2"; failures=$((failures + 1)); }
-# /proc/uptime in centiseconds, without a fork per sample ("123.45" -> 12345)
-uptime_cs() { read up _ < /proc/uptime; echo $(( ${up%.*} * 100 + 1${up#*.} - 100 )); }
+# NOW = /proc/uptime in centiseconds, without a fork per sample ("123.45" -> 12345)
+now_cs() { read up _ < /proc/uptime; NOW=$(( ${up%.*} * 100 + 1${up#*.} - 100 )); }
+# sample_line FILE CS: samples FILE (a gpio-sim sim_gpioN/value) for CS centiseconds; sets PULSES
+# (rising edges seen) and LEN (ms from the first rising to the last falling edge, empty if none)
+sample_line() {
+  now_cs; local end=$((NOW + $2)) on= off= x prev
+  read prev < "$1"; PULSES=0
+  while [ "$NOW" -lt "$end" ]; do
+    read x < "$1"; now_cs
+    if [ "$x" = 1 ] && [ "$prev" = 0 ]; then PULSES=$((PULSES + 1)); [ -z "$on" ] && on=$NOW; fi
+    if [ "$x" = 0 ] && [ "$prev" = 1 ]; then off=$NOW; fi
+    prev=$x
+  done
+  LEN=; [ -n "$on" ] && [ -n "$off" ] && LEN=$(( (off - on) * 10 ))
+}
 show() { sed 's/^/    | /' "$1"; }
 
 # --- camera: vivid's capture node through facegate's V4L2 source (YUYV 640x480) --------------
@@ -20,10 +33,10 @@ check_camera() {
     fail camera "modprobe vivid: $(cat /tmp/mod.err)"; return
   fi
   [ -e /dev/video0 ] || { fail camera "vivid loaded but no /dev/video0"; return; }
-  t0=$(uptime_cs)
+  now_cs; t0=$NOW
   facegate camera check --config /facegate/camera.toml --frames 3 --out /tmp/cc > /tmp/cc.log 2>&1
   rc=$?
-  t1=$(uptime_cs)
+  now_cs; t1=$NOW
   show /tmp/cc.log
   # exit 1 = frames checked, no face passing the gates: right for vivid's test pattern
   if [ "$rc" -le 1 ] && grep -q "of 3 frames had a face" /tmp/cc.log; then
@@ -55,26 +68,83 @@ check_relay() {
   read before < $v
   facegate lock test --config /facegate/gpio.toml > /tmp/lt.log 2>&1 &
   pid=$!
-  on=; off=; pulses=0; prev=0; start=$(uptime_cs)
-  # sample until the pulse ended and the command exited, or 20 s
-  while :; do
-    read x < $v; now=$(uptime_cs)
-    if [ "$x" = 1 ] && [ "$prev" = 0 ]; then pulses=$((pulses + 1)); [ -z "$on" ] && on=$now; fi
-    if [ "$x" = 0 ] && [ "$prev" = 1 ]; then off=$now; fi
-    prev=$x
-    if [ -n "$off" ] && ! grep -q '^State:.*[RS]' /proc/$pid/status 2>/dev/null; then break; fi
-    [ $((now - start)) -gt 2000 ] && break
-  done
+  sample_line $v 500   # 5 s: the 1 s pulse and the command's start and end
   wait $pid; rc=$?
   read after < $v
   show /tmp/lt.log
-  len=
-  [ -n "$on" ] && [ -n "$off" ] && len=$(( (off - on) * 10 ))
-  if [ "$rc" = 0 ] && [ "$before" = 0 ] && [ "$after" = 0 ] && [ "$pulses" = 1 ] \
-     && [ -n "$len" ] && [ "$len" -ge 950 ] && [ "$len" -le 1300 ]; then
-    pass relay "safe level 0 before and after, one pulse of ${len} ms (configured 1000; sampled via /proc/uptime, +-20 ms)"
+  if [ "$rc" = 0 ] && [ "$before" = 0 ] && [ "$after" = 0 ] && [ "$PULSES" = 1 ] \
+     && [ -n "$LEN" ] && [ "$LEN" -ge 950 ] && [ "$LEN" -le 1300 ]; then
+    pass relay "safe level 0 before and after, one pulse of ${LEN} ms (configured 1000; sampled via /proc/uptime, +-20 ms)"
   else
-    fail relay "rc=$rc before=$before after=$after pulses=$pulses length=${len:-none} ms (configured 1000)"
+    fail relay "rc=$rc before=$before after=$after pulses=$PULSES length=${LEN:-none} ms (configured 1000)"
+  fi
+}
+
+# --- daemon: facegate run on vivid + gpio-sim: exit button, door contact, SIGTERM, SIGKILL -----
+AUDIT=/tmp/fg/audit.jsonl   # shared with the relay check's lock test (one log per store)
+count() { local n; n=$(grep -c "$1" $AUDIT 2>/dev/null); echo "${n:-0}"; }
+# start_daemon: starts `facegate run` and waits (120 s at most) for its start record
+start_daemon() {
+  local base n=0
+  base=$(count '"event":"start"')
+  facegate run --config /facegate/daemon.toml >> /tmp/run.log 2>&1 &
+  DPID=$!
+  while [ "$(count '"event":"start"')" -le "$base" ]; do
+    sleep 1; n=$((n + 1))
+    if [ $n -gt 120 ]; then show /tmp/run.log; return 1; fi
+  done
+  return 0
+}
+check_daemon() {
+  v=$SIM/sim_gpio0/value
+  start_daemon || { fail daemon "no start record within 120 s"; kill -KILL $DPID; return; }
+  read idle < $v
+  # a glitch (two writes, microseconds apart) then a 300 ms press of the exit button
+  echo pull-up > $SIM/sim_gpio1/pull; echo pull-down > $SIM/sim_gpio1/pull
+  sample_line $v 150; glitch=$PULSES
+  echo pull-up > $SIM/sim_gpio1/pull; (sleep 0.3; echo pull-down > $SIM/sim_gpio1/pull) &
+  sample_line $v 300
+  wait $!
+  exits=$(count '"exit_request"')
+  if [ "$idle" = 0 ] && [ "$glitch" = 0 ] && [ "$PULSES" = 1 ] && [ -n "$LEN" ] \
+     && [ "$LEN" -ge 950 ] && [ "$LEN" -le 1300 ] && [ "$exits" = 1 ]; then
+    pass exit-button "relay 0 while idle, glitch ignored, one press -> one pulse of ${LEN} ms, 1 exit_request audited"
+  else
+    fail exit-button "idle=$idle glitch_pulses=$glitch pulses=$PULSES length=${LEN:-none} ms exit_requests=$exits"
+  fi
+  echo pull-up > $SIM/sim_gpio2/pull; sleep 1; echo pull-down > $SIM/sim_gpio2/pull; sleep 1
+  opened=$(count '"door_opened"\|"forced_open"'); closed=$(count '"door_closed"')
+  if [ "$opened" -ge 1 ] && [ "$closed" -ge 1 ]; then
+    pass door-contact "open and close audited ($(grep -o '"door_opened"\|"forced_open"\|"door_closed"' $AUDIT | tr '\n' ' '))"
+  else
+    fail door-contact "opened/forced records=$opened closed records=$closed"
+  fi
+  stops=$(count '"event":"stop"')
+  kill -TERM $DPID; wait $DPID; rc=$?
+  read after < $v
+  if [ "$rc" = 0 ] && [ "$after" = 0 ] && [ "$(count '"event":"stop"')" -gt "$stops" ]; then
+    pass sigterm "exit 0, stop audited, relay 0"
+  else
+    fail sigterm "exit $rc, relay $after, stop records $(count '"event":"stop"')"
+  fi
+  # SIGKILL in the middle of an exit-button pulse, then the unit's ExecStopPost
+  start_daemon || { fail sigkill "the daemon did not start again"; kill -KILL $DPID; return; }
+  echo pull-up > $SIM/sim_gpio1/pull; (sleep 0.3; echo pull-down > $SIM/sim_gpio1/pull) &
+  now_cs; end=$((NOW + 300)); read x < $v
+  while [ "$x" != 1 ] && [ "$NOW" -lt "$end" ]; do read x < $v; now_cs; done
+  during=$x
+  kill -KILL $DPID; wait $DPID
+  wait $!
+  # gpio-sim: a released line reads its pull (here 0); a real pin may keep its level
+  read killed < $v
+  safes=$(count '"lock_safe"')
+  facegate lock safe --config /facegate/daemon.toml > /tmp/safe.log 2>&1; rc=$?
+  show /tmp/safe.log
+  read after < $v
+  if [ "$during" = 1 ] && [ "$rc" = 0 ] && [ "$after" = 0 ] && [ "$(count '"lock_safe"')" -gt "$safes" ]; then
+    pass sigkill "killed while the relay was 1; after kill $killed; lock safe exit 0, lock_safe audited, relay 0"
+  else
+    fail sigkill "relay during=$during after-kill=$killed, lock safe exit $rc, relay $after"
   fi
 }
 
@@ -83,6 +153,8 @@ check_camera
 if [ -e /lib/modules/$(uname -r)/extra/gpio-sim-oot.ko ]; then
   if gpio_chip; then
     check_relay
+    check_daemon
+    [ "$failures" = 0 ] || { echo "    | --- daemon log"; show /tmp/run.log; echo "    | --- audit"; show $AUDIT; }
   else
     fail gpio-sim "could not create the gpio-sim chip (configfs, gpio-sim-oot.ko)"
   fi
