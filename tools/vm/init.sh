@@ -80,7 +80,7 @@ check_relay() {
   fi
 }
 
-# --- daemon: facegate run on vivid + gpio-sim: exit button, door contact, SIGTERM, SIGKILL -----
+# --- daemon: facegate run on vivid + gpio-sim: exit button, door contact, unplug, SIGTERM, SIGKILL
 AUDIT=/tmp/fg/audit.jsonl   # shared with the relay check's lock test (one log per store)
 count() { local n; n=$(grep -c "$1" $AUDIT 2>/dev/null); echo "${n:-0}"; }
 # start_daemon: starts `facegate run` and waits (120 s at most) for its start record
@@ -94,6 +94,37 @@ start_daemon() {
     if [ $n -gt 120 ]; then show /tmp/run.log; return 1; fi
   done
   return 0
+}
+# wait_audit PATTERN BASE LIMIT_S: waits until more than BASE records match PATTERN; reads the
+# relay meanwhile (every 0.1 s): RELAY_MAX = the highest level seen. Fails after LIMIT_S.
+wait_audit() {
+  local end; now_cs; end=$((NOW + $3 * 100))
+  while [ "$(count "$1")" -le "$2" ]; do
+    read x < $SIM/sim_gpio0/value; [ "$x" = 1 ] && RELAY_MAX=1
+    now_cs; [ "$NOW" -ge "$end" ] && return 1
+    sleep 0.1
+  done
+  return 0
+}
+# unplug: the camera's driver unbound under the running daemon (as a USB unplug: the open fd
+# gets ENODEV) and bound again. `modprobe -r vivid` cannot: the daemon's open fd holds the module.
+check_unplug() {
+  local drv=/sys/bus/platform/drivers/vivid lost restored t0 t1 t2
+  lost=$(count '"camera_lost"'); restored=$(count '"camera_restored"'); RELAY_MAX=0
+  now_cs; t0=$NOW
+  echo vivid.0 > $drv/unbind || { fail unplug "cannot unbind vivid.0"; return; }
+  [ -e /dev/video0 ] && { fail unplug "/dev/video0 still there after the unbind"; return; }
+  wait_audit '"camera_lost"' "$lost" 30 || { fail unplug "no camera_lost within 30 s of the unbind"; return; }
+  now_cs; t1=$NOW
+  sleep 3
+  echo vivid.0 > $drv/bind || { fail unplug "cannot bind vivid.0 again"; return; }
+  wait_audit '"camera_restored"' "$restored" 60 || { fail unplug "no camera_restored within 60 s of the bind"; return; }
+  now_cs; t2=$NOW
+  if [ "$RELAY_MAX" = 0 ]; then
+    pass unplug "camera_lost $(( (t1 - t0) * 10 )) ms after the unbind, camera_restored $(( (t2 - t1) * 10 - 3000 )) ms after the bind, relay 0 throughout"
+  else
+    fail unplug "the relay went to 1 while the camera was lost"
+  fi
 }
 check_daemon() {
   v=$SIM/sim_gpio0/value
@@ -119,6 +150,7 @@ check_daemon() {
   else
     fail door-contact "opened/forced records=$opened closed records=$closed"
   fi
+  check_unplug
   stops=$(count '"event":"stop"')
   kill -TERM $DPID; wait $DPID; rc=$?
   read after < $v
