@@ -13,10 +13,12 @@ fail() { echo "VMCHECK FAIL $1: $2"; failures=$((failures + 1)); }
 # NOW = /proc/uptime in centiseconds, without a fork per sample ("123.45" -> 12345)
 now_cs() { read up _ < /proc/uptime; NOW=$(( ${up%.*} * 100 + 1${up#*.} - 100 )); }
 # sample_line FILE CS: samples FILE (a gpio-sim sim_gpioN/value) for CS centiseconds; sets PULSES
-# (rising edges seen) and LEN (ms from the first rising to the last falling edge, empty if none)
+# (rising edges seen, or 1 when the line is 1 at the start) and LEN (ms from the first rising to the last falling edge, empty if none)
 sample_line() {
   now_cs; local end=$((NOW + $2)) on= off= x prev
   read prev < "$1"; PULSES=0
+  # already 1: a pulse in progress counts (its start is unknown)
+  [ "$prev" = 1 ] && PULSES=1
   while [ "$NOW" -lt "$end" ]; do
     read x < "$1"; now_cs
     if [ "$x" = 1 ] && [ "$prev" = 0 ]; then PULSES=$((PULSES + 1)); [ -z "$on" ] && on=$NOW; fi
@@ -130,18 +132,18 @@ check_daemon() {
   v=$SIM/sim_gpio0/value
   start_daemon || { fail daemon "no start record within 120 s"; kill -KILL $DPID; return; }
   read idle < $v
-  # a glitch (two writes, microseconds apart) then a 300 ms press of the exit button
-  echo pull-up > $SIM/sim_gpio1/pull; echo pull-down > $SIM/sim_gpio1/pull
-  sample_line $v 150; glitch=$PULSES
+  # a 15 ms bounce (facegate polls inputs every 10 ms and wants 50 ms stable), then a 300 ms press
+  echo pull-up > $SIM/sim_gpio1/pull; usleep 15000; echo pull-down > $SIM/sim_gpio1/pull
+  sample_line $v 150; glitch=$((PULSES + $(count '"exit_request"')))
   echo pull-up > $SIM/sim_gpio1/pull; (sleep 0.3; echo pull-down > $SIM/sim_gpio1/pull) &
   sample_line $v 300
   wait $!
   exits=$(count '"exit_request"')
   if [ "$idle" = 0 ] && [ "$glitch" = 0 ] && [ "$PULSES" = 1 ] && [ -n "$LEN" ] \
      && [ "$LEN" -ge 950 ] && [ "$LEN" -le 1300 ] && [ "$exits" = 1 ]; then
-    pass exit-button "relay 0 while idle, glitch ignored, one press -> one pulse of ${LEN} ms, 1 exit_request audited"
+    pass exit-button "relay 0 while idle, 15 ms bounce ignored, one 300 ms press -> one pulse of ${LEN} ms, 1 exit_request audited"
   else
-    fail exit-button "idle=$idle glitch_pulses=$glitch pulses=$PULSES length=${LEN:-none} ms exit_requests=$exits"
+    fail exit-button "idle=$idle bounce_pulses+exit_requests=$glitch pulses=$PULSES length=${LEN:-none} ms exit_requests=$exits"
   fi
   echo pull-up > $SIM/sim_gpio2/pull; sleep 1; echo pull-down > $SIM/sim_gpio2/pull; sleep 1
   opened=$(count '"door_opened"\|"forced_open"'); closed=$(count '"door_closed"')
