@@ -11,7 +11,7 @@ cache=$1 kv=$2
 out="$cache/gpio-sim"
 [ -e "$out/gpio-sim-oot.ko" ] && exit 0
 build="/lib/modules/$kv/build"
-[ -d "$build" ] || { echo "vm: $build missing: apt-get install linux-headers-$kv" >&2; exit 1; }
+[ -d "$build" ] || { echo "vm: cannot run: $build missing: apt-get install linux-headers-$kv" >&2; exit 3; }
 series=$(echo "$kv" | cut -d. -f1-2)   # 6.1.0-57-amd64 -> 6.1
 mkdir -p "$cache/debs" && cd "$cache/debs"
 if ! ls linux-source-"$series"_*.deb >/dev/null 2>&1; then
