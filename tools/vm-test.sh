@@ -10,7 +10,8 @@
 # Environment: FACEGATE_VM_KERNEL=6.1.0-57-amd64 (default: the one linux-image-amd64 depends on, or
 # the one already cached), FACEGATE_VM_ACCEL=kvm (default tcg: software emulation),
 # FACEGATE_VM_TIMEOUT=300 (seconds for the boot and the checks), CARGO_TARGET_DIR.
-# Host packages: qemu-system-x86, kmod, cpio, gcc, linux-headers-$KV (tools/setup.sh will carry them).
+# Host packages: qemu-system-x86, kmod, cpio, make, gcc, linux-headers-$KV: `tools/setup.sh --vm`
+# (run first) installs the missing ones.
 # Network: only on the first run (apt-get download into $CARGO_TARGET_DIR/vm-cache/debs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,18 +21,14 @@ mkdir -p "$cache"
 start=$(date +%s)
 step() { echo "== vm: $1 (at $(( $(date +%s) - start )) s)"; }
 
-for tool in qemu-system-x86_64 cpio depmod modprobe; do
-  command -v "$tool" >/dev/null || { echo "vm: cannot run: $tool missing (apt-get install qemu-system-x86 cpio kmod)" >&2; exit 3; }
+# depmod/modprobe live in /usr/sbin, not on a normal user's PATH
+export PATH="$PATH:/usr/sbin:/sbin"
+step "host packages (tools/setup.sh --vm)"
+tools/setup.sh --vm || { echo "vm: cannot run: the host packages cannot be installed (tools/setup.sh --vm failed)" >&2; exit 3; }
+for tool in qemu-system-x86_64 cpio depmod modprobe make gcc; do
+  command -v "$tool" >/dev/null || { echo "vm: cannot run: $tool missing (tools/setup.sh --vm)" >&2; exit 3; }
 done
-
-kv=${FACEGATE_VM_KERNEL:-}
-if [ -z "$kv" ]; then
-  kv=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: linux-image-//p' | head -1)
-fi
-if [ -z "$kv" ]; then
-  kv=$(ls "$cache/kpkg/boot" 2>/dev/null | sed -n 's/^vmlinuz-//p' | head -1)
-fi
-[ -n "$kv" ] || { echo "vm: cannot run: no kernel version: set FACEGATE_VM_KERNEL (e.g. 6.1.0-57-amd64)" >&2; exit 3; }
+kv=$(tools/vm/kernel-version.sh "$cache") || { echo "vm: cannot run: no kernel version: set FACEGATE_VM_KERNEL (e.g. 6.1.0-57-amd64)" >&2; exit 3; }
 
 step "Debian packages for kernel $kv"
 tools/vm/fetch.sh "$cache" "$kv" || { echo "vm: cannot run: the Debian packages for $kv cannot be fetched" >&2; exit 3; }
