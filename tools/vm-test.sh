@@ -37,12 +37,17 @@ step "gpio-sim module"
 nice -n 10 tools/vm/build-gpio-sim.sh "$cache" "$kv"   # exit 3: no headers (cannot run here)
 
 step "facegate (debug build)"
-nice -n 10 cargo build --locked --bin facegate
+nice -n 10 cargo build --locked --bin facegate --example vm_frames
 bin="$target/debug/facegate"
 
 step "initramfs"
 run="$cache/run"
 mkdir -p "$run"
+# the "face" check's frames: the demo clip's pianist (003-009: a stranger) and Lin-Manuel Miranda
+# facing the camera (024-030), centred on 720x480 (vivid's S-Video/NTSC size), YUYV
+rm -rf "$run/clip"
+clip=tests/fixtures/clip/hamilton
+"$target/debug/examples/vm_frames" 720 480 "$run/clip" $(seq -f "$clip/%03g.jpg" 3 9) $(seq -f "$clip/%03g.jpg" 24 30)
 nice -n 10 tools/vm/mkinitrd.sh "$cache" "$kv" "$bin" "$run"
 
 step "boot"

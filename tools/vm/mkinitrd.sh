@@ -4,7 +4,9 @@
 #     kernel package's modules.dep) and gpio-sim-oot.ko when CACHE/gpio-sim has it, with a
 #     modules.dep of their own so that busybox modprobe / modprobe -r work inside;
 #   - the facegate binary (stripped) and the glibc libraries it links, the models, the checks
-#     (tools/vm/init.sh as /init) and their configs (tools/vm/conf/*.toml).
+#     (tools/vm/init.sh as /init) and their configs (tools/vm/conf/*.toml);
+#   - for the "face" check: v4l2-ctl and its libraries, the demo's enrolment photo and the clip
+#     frames OUT_DIR/clip/*.yuv.
 # Writes OUT_DIR/initrd.gz.
 set -euo pipefail
 cache=$1 kv=$2 bin=$3 out=$4
@@ -39,6 +41,15 @@ for f in models.toml shape_predictor_5_face_landmarks.dat dlib_face_resnet_v1.in
   cp "$repo/models/$f" "$root/facegate/models/"
 done
 cp "$here"/conf/*.toml "$root/facegate/"
+# the "face" check: v4l2-ctl (from CACHE/v4l, fetch.sh) and its libraries, the enrolled person's
+# photo and the clip frames as 720x480 YUYV (vm-test.sh converts them into OUT_DIR/clip)
+cp "$cache/v4l/usr/bin/v4l2-ctl" "$root/bin/" && mkdir -p "$root/lib/x86_64-linux-gnu"
+for lib in $(LD_LIBRARY_PATH="$cache/v4l/usr/lib/x86_64-linux-gnu" ldd "$cache/v4l/usr/bin/v4l2-ctl" \
+  | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
+  cp -L "$lib" "$root/lib/x86_64-linux-gnu/"
+done
+cp "$repo/tests/fixtures/faces/lin-manuel-miranda.png" "$root/facegate/"
+mkdir -p "$root/facegate/clip" && cp "$out"/clip/*.yuv "$root/facegate/clip/"
 cp "$here/init.sh" "$root/init" && chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initrd.gz"
 echo "vm: initramfs $(du -h "$out/initrd.gz" | cut -f1) ($out/initrd.gz)"

@@ -15,5 +15,5 @@ echo "vm: booting with ${accel[*]} (at most ${limit} s)"
 nice -n 10 timeout --kill-after=10 "$limit" qemu-system-x86_64 "${accel[@]}" -m 1536 -smp 1 \
   -nographic -no-reboot -monitor none -serial stdio -nic none \
   -kernel "$kernel" -initrd "$initrd" \
-  -append "console=ttyS0 rdinit=/init panic=-1 loglevel=${FACEGATE_VM_LOGLEVEL:-4}" </dev/null | tee "$log"
+  -append "console=ttyS0 rdinit=/init panic=-1 loglevel=${FACEGATE_VM_LOGLEVEL:-4}${FACEGATE_VM_CHECKS:+ vmchecks=$FACEGATE_VM_CHECKS}" </dev/null | tee "$log"
 exit "${PIPESTATUS[0]}"
