@@ -9,7 +9,7 @@
 #
 # Environment: FACEGATE_VM_KERNEL=6.1.0-57-amd64 (default: the one linux-image-amd64 depends on, or
 # the one already cached), FACEGATE_VM_ACCEL=kvm (default tcg: software emulation),
-# FACEGATE_VM_TIMEOUT=300 (seconds for the boot and the checks), CARGO_TARGET_DIR.
+# FACEGATE_VM_TIMEOUT=600 (seconds for the boot and the checks), CARGO_TARGET_DIR.
 # Host packages: qemu-system-x86, kmod, cpio, make, gcc, linux-headers-$KV: `tools/setup.sh --vm`
 # (run first) installs the missing ones.
 # Network: only on the first run (apt-get download into $CARGO_TARGET_DIR/vm-cache/debs).
@@ -53,15 +53,15 @@ nice -n 10 tools/vm/mkinitrd.sh "$cache" "$kv" "$bin" "$run"
 step "boot"
 log="$run/console.log"
 set +e
-tools/vm/run.sh "$cache/kpkg/boot/vmlinuz-$kv" "$run/initrd.gz" "$log" "${FACEGATE_VM_TIMEOUT:-300}"
+tools/vm/run.sh "$cache/kpkg/boot/vmlinuz-$kv" "$run/initrd.gz" "$log" "${FACEGATE_VM_TIMEOUT:-600}"
 qrc=$?
 set -e
 
 step "results"
-grep -a '^VMCHECK \(PASS\|FAIL\)' "$log" | tr -d '\r' || true
+grep -a '^VMCHECK \(PASS\|FAIL\|INFO\)' "$log" | tr -d '\r' || true
 if ! grep -aq '^VMCHECK DONE failures=0' "$log"; then
   if [ "$qrc" = 124 ]; then
-    echo "vm: FAIL: the VM did not finish within ${FACEGATE_VM_TIMEOUT:-300} s (console: $log)"
+    echo "vm: FAIL: the VM did not finish within ${FACEGATE_VM_TIMEOUT:-600} s (console: $log)"
   else
     echo "vm: FAIL: a check failed or did not report (qemu exit $qrc; console: $log)"
   fi
