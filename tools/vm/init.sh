@@ -179,16 +179,25 @@ check_daemon() {
   during=$x
   kill -KILL $DPID; wait $DPID
   wait $!
-  # gpio-sim: a released line reads its pull (here 0); a real pin may keep its level
+  # gpio-sim puts a released line to its pull (here 0), so the level after the kill shows the
+  # pull, not what facegate drove; a board's pin may keep its level (why the unit relocks). Model
+  # that: pull the relay line up (the killed daemon's relay "stays energised"), then run the
+  # unit's ExecStopPost= and watch the line while it runs: `lock safe` must drive it to 0 (no fork
+  # per sample: `read` and `kill -0` are shell builtins).
   read killed < $v
+  echo pull-up > $SIM/sim_gpio0/pull; read floating < $v
   safes=$(count '"lock_safe"')
-  facegate lock safe --config /facegate/daemon.toml > /tmp/safe.log 2>&1; rc=$?
+  facegate lock safe --config /facegate/daemon.toml > /tmp/safe.log 2>&1 &
+  spid=$!; lows=0; reads=0
+  while kill -0 $spid 2>/dev/null; do read x < $v; reads=$((reads + 1)); [ "$x" = 0 ] && lows=$((lows + 1)); done
+  wait $spid; rc=$?
+  echo pull-down > $SIM/sim_gpio0/pull; read after < $v
   show /tmp/safe.log
-  read after < $v
-  if [ "$during" = 1 ] && [ "$rc" = 0 ] && [ "$after" = 0 ] && [ "$(count '"lock_safe"')" -gt "$safes" ]; then
-    pass sigkill "killed while the relay was 1; after kill $killed; lock safe exit 0, lock_safe audited, relay 0"
+  if [ "$during" = 1 ] && [ "$floating" = 1 ] && [ "$lows" -ge 1 ] && [ "$rc" = 0 ] && [ "$after" = 0 ] \
+     && [ "$(count '"lock_safe"')" -gt "$safes" ]; then
+    pass sigkill "killed while the relay was 1; line pulled up after the kill (a pin keeping its level): 1; lock safe drove it to 0 ($lows of $reads reads while it ran), exit 0, lock_safe audited"
   else
-    fail sigkill "relay during=$during after-kill=$killed, lock safe exit $rc, relay $after"
+    fail sigkill "relay during=$during after-kill=$killed pulled-up=$floating, lock safe exit $rc, 0 seen in $lows of $reads reads while it ran, relay after $after"
   fi
 }
 
