@@ -4,9 +4,9 @@
 # default; FACEGATE_VM_ACCEL=kvm uses KVM. Not automatic: on the development machine (itself a VM)
 # /dev/kvm opens but the guest hangs after "Probing EDD" with -cpu host,-arch-capabilities or
 # qemu64, and plain -cpu host aborts (failed to set MSR 0x10a). The guest powers off after its
-# checks; TIMEOUT_S (default 300) bounds a hung guest. Exit status: qemu's, 124 on timeout.
+# checks; TIMEOUT_S (default 600) bounds a hung guest. Exit status: qemu's, 124 on timeout.
 set -uo pipefail
-kernel=$1 initrd=$2 log=$3 limit=${4:-300}
+kernel=$1 initrd=$2 log=$3 limit=${4:-600}
 accel=(-accel tcg -cpu max)
 if [ "${FACEGATE_VM_ACCEL:-tcg}" = kvm ]; then
   accel=(-accel kvm -cpu host)
