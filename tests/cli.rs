@@ -153,6 +153,59 @@ fn setup_detects_only_a_libclang_bindgen_can_load() {
     }
 }
 
+/// `tools/setup.sh --vm` installs what the VM test (tools/vm-test.sh) needs on a fresh machine:
+/// `--detect vm` lists the missing packages. Only a package dpkg calls "installed" counts: a
+/// removed one whose configuration remains does not, and the headers must be those of the kernel
+/// the VM boots (`linux-headers-KV`, not `-common` nor another version).
+#[test]
+fn setup_detects_the_vm_test_packages_for_the_booted_kernel() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let detect = |listing: &str| -> (i32, Vec<String>) {
+        let f = dir.path().join("dpkg.txt");
+        std::fs::write(&f, listing).unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(root.join("tools/setup.sh"))
+            .args(["--detect", "vm"])
+            .env("FACEGATE_DPKG_OUTPUT", &f)
+            .env("FACEGATE_VM_KERNEL", "6.1.0-57-amd64")
+            .output()
+            .unwrap();
+        let missing = String::from_utf8(out.stdout).unwrap();
+        let missing = missing.lines().map(str::to_string).collect();
+        (out.status.code().unwrap(), missing)
+    };
+    let all = [
+        "qemu-system-x86",
+        "kmod",
+        "cpio",
+        "make",
+        "gcc",
+        "linux-headers-6.1.0-57-amd64",
+    ];
+    let full: String = all.iter().map(|p| format!("{p} installed\n")).collect();
+    assert_eq!(detect(&full), (0, vec![]), "everything installed");
+    assert_eq!(
+        detect(""),
+        (1, all.map(String::from).to_vec()),
+        "fresh machine"
+    );
+    // the traps: removed kmod with its configuration left, the headers of another kernel and
+    // the -common half only, qemu's data package without the emulator
+    let listing = full
+        .replace("kmod installed", "kmod config-files")
+        .replace(
+            "linux-headers-6.1.0-57-amd64 installed",
+            "linux-headers-6.1.0-56-amd64 installed\nlinux-headers-6.1.0-57-common installed",
+        )
+        .replace(
+            "qemu-system-x86 installed",
+            "qemu-system-data installed\nqemu-system-x86 not-installed",
+        );
+    let want = ["qemu-system-x86", "kmod", "linux-headers-6.1.0-57-amd64"];
+    assert_eq!(detect(&listing), (1, want.map(String::from).to_vec()));
+}
+
 /// Issue 10 finding 2: `facegate lock safe` (the unit's ExecStopPost=) only opens the lock
 /// output and de-energises it: no models (a missing model directory does not matter), and an
 /// audit log that cannot be continued (here a damaged last record) is reported but does not
