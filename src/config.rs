@@ -166,6 +166,10 @@ pub struct ModelsConfig {
     /// A second landmark pass on the rectangle re-derived from the first landmarks.
     #[serde(default = "yes")]
     pub landmark_refit: bool,
+    /// In that pass, average the landmarks over the rectangle and four shifted copies (off by
+    /// default: see [`ModelOptions::landmark_jitter`]).
+    #[serde(default)]
+    pub landmark_jitter: bool,
 }
 
 impl Default for ModelsConfig {
@@ -178,6 +182,7 @@ impl Default for ModelsConfig {
             flip_enrolment: true,
             refine_small: true,
             landmark_refit: true,
+            landmark_jitter: false,
         }
     }
 }
@@ -586,6 +591,7 @@ impl Config {
             flip_enrolment: self.models.flip_enrolment,
             refine_small: self.models.refine_small,
             landmark_refit: self.models.landmark_refit,
+            landmark_jitter: self.models.landmark_jitter,
         }
     }
 

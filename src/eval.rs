@@ -193,7 +193,8 @@ pub enum Outcome {
     Unreadable(String),
 }
 
-/// Embeds the face `pick` chooses in every image with `threads` workers, with a progress bar.
+/// Embeds the face `pick` chooses in every image with `threads` workers, with a progress bar,
+/// as the door embeds a probe ([`FaceModels::engine`]).
 pub fn embed_images(
     models: &Arc<FaceModels>,
     images: &[PathBuf],
@@ -201,11 +202,30 @@ pub fn embed_images(
     pick: FacePick,
     label: &str,
 ) -> Result<Vec<Outcome>> {
+    embed_images_as(models, images, threads, pick, label, false)
+}
+
+/// [`embed_images`], or as enrollment embeds a photo ([`FaceModels::enrolment_engine`]: with
+/// `flip_enrolment`, averaged with the mirror image) when `enrolment`.
+pub fn embed_images_as(
+    models: &Arc<FaceModels>,
+    images: &[PathBuf],
+    threads: usize,
+    pick: FacePick,
+    label: &str,
+    enrolment: bool,
+) -> Result<Vec<Outcome>> {
     crate::parallel::map_with_progress(
         images,
         threads,
         label,
-        || models.engine(),
+        || {
+            if enrolment {
+                models.enrolment_engine()
+            } else {
+                models.engine()
+            }
+        },
         |engine, path| match load_rgb(path) {
             Err(e) => Outcome::Unreadable(e.to_string()),
             Ok(img) => match engine.photo_face(&img, pick) {
@@ -230,6 +250,9 @@ pub struct Report {
     pub encoder: String,
     /// Which face of a photo with several was used (`largest` or `centre`).
     pub pick: String,
+    /// `symmetric` (both sides of a pair embedded as probes) or `as_deployed` (side A as an
+    /// enrollment photo, side B as the door's probe).
+    pub scoring: &'static str,
     pub pairs: usize,
     pub same_pairs: usize,
     pub different_pairs: usize,
@@ -262,6 +285,10 @@ pub struct EvalOptions {
     pub pick: FacePick,
     pub all_impostors: bool,
     pub fars: Vec<f64>,
+    /// Score each pair as the door would: side A embedded as an enrollment photo, side B as
+    /// the door's probe (for all impostors, the first image of each pair in path order is
+    /// enrolled). Off: both sides as probes, the symmetric protocol.
+    pub as_deployed: bool,
 }
 
 /// Scores a protocol with one set of models: embeds every distinct image once, scores the
@@ -279,11 +306,28 @@ pub fn evaluate(
         opts.pick,
         &format!("embedding ({})", models.encoder.name),
     )?;
+    let enrolled_outcomes = if opts.as_deployed {
+        embed_images_as(
+            models,
+            &images,
+            opts.threads,
+            opts.pick,
+            &format!("enrolling ({})", models.encoder.name),
+            true,
+        )?
+    } else {
+        Vec::new()
+    };
     let embedded = Embedded::new(&images, &outcomes);
-    let (samples, missed) = score_pairs(protocol, &embedded)?;
+    let enrolled = if opts.as_deployed {
+        Embedded::new(&images, &enrolled_outcomes)
+    } else {
+        Embedded::new(&images, &outcomes)
+    };
+    let (samples, missed) = score_pairs(protocol, &enrolled, &embedded)?;
     let genuine: Vec<f32> = samples.iter().filter(|s| s.1).map(|s| s.0).collect();
     let impostor = if opts.all_impostors {
-        all_impostor_scores(protocol, &images, &embedded)?
+        all_impostor_scores(protocol, &images, &enrolled, &embedded)?
     } else {
         samples.iter().filter(|s| !s.1).map(|s| s.0).collect()
     };
@@ -292,6 +336,11 @@ pub fn evaluate(
     Ok(Report {
         encoder: models.encoder.name.clone(),
         pick: opts.pick.name().to_string(),
+        scoring: if opts.as_deployed {
+            "as_deployed"
+        } else {
+            "symmetric"
+        },
         pairs: protocol.pairs.len(),
         same_pairs: protocol.pairs.iter().filter(|p| p.same).count(),
         different_pairs: protocol.pairs.iter().filter(|p| !p.same).count(),
@@ -361,13 +410,17 @@ impl<'a> Embedded<'a> {
     }
 }
 
-/// The distance of every pair whose two images have a face, and the number of pairs missed;
-/// an error if no pair could be scored.
-fn score_pairs(protocol: &Protocol, embedded: &Embedded<'_>) -> Result<(Vec<Sample>, usize)> {
+/// The distance of every pair whose two images have a face (side A from `enrolled`, side B
+/// from `probes`), and the number of pairs missed; an error if no pair could be scored.
+fn score_pairs(
+    protocol: &Protocol,
+    enrolled: &Embedded<'_>,
+    probes: &Embedded<'_>,
+) -> Result<(Vec<Sample>, usize)> {
     let mut samples = Vec::new();
     let mut missed = 0;
     for p in &protocol.pairs {
-        match (embedded.get(&p.a), embedded.get(&p.b)) {
+        match (enrolled.get(&p.a), probes.get(&p.b)) {
             (Some(a), Some(b)) => samples.push((a.distance(b), p.same, p.fold)),
             _ => missed += 1,
         }
@@ -381,26 +434,35 @@ fn score_pairs(protocol: &Protocol, embedded: &Embedded<'_>) -> Result<(Vec<Samp
 }
 
 /// `--all-impostors`: the distance of every pair of embedded images of different identities
-/// (needs the protocol's identities).
+/// (needs the protocol's identities); of each pair, the first image in path order comes from
+/// `enrolled`, the second from `probes`.
 fn all_impostor_scores(
     protocol: &Protocol,
     images: &[PathBuf],
-    embedded: &Embedded<'_>,
+    enrolled: &Embedded<'_>,
+    probes: &Embedded<'_>,
 ) -> Result<Vec<f32>> {
     if protocol.identities.is_empty() {
         return Err(Error::Invalid(
             "--all-impostors needs identities: use LFW pairs.txt or pass --identities FILE".into(),
         ));
     }
-    let known: Vec<(&String, &Embedding)> = images
+    // (identity, as enrolled, as probe); the image has a face in both or in neither
+    let known: Vec<(&String, &Embedding, &Embedding)> = images
         .iter()
-        .filter_map(|p| Some((protocol.identities.get(p)?, embedded.get(p)?)))
+        .filter_map(|p| {
+            Some((
+                protocol.identities.get(p)?,
+                enrolled.get(p)?,
+                probes.get(p)?,
+            ))
+        })
         .collect();
     let mut impostor = Vec::new();
     for i in 0..known.len() {
         for j in i + 1..known.len() {
             if known[i].0 != known[j].0 {
-                impostor.push(known[i].1.distance(known[j].1));
+                impostor.push(known[i].1.distance(known[j].2));
             }
         }
     }
@@ -455,7 +517,11 @@ fn accuracy_at(samples: &[Sample], threshold: f32) -> f64 {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "encoder {}, face pick {}:", self.encoder, self.pick)?;
+        writeln!(
+            f,
+            "encoder {}, face pick {}, scoring {}:",
+            self.encoder, self.pick, self.scoring
+        )?;
         writeln!(
             f,
             "  pairs {} ({} same, {} different) over {} images",

@@ -161,6 +161,7 @@ fn eval_pick_chooses_the_centred_or_the_largest_face() {
             pick,
             all_impostors: false,
             fars: vec![],
+            as_deployed: false,
         };
         eval::evaluate(&models, &protocol, &opts).unwrap()
     };
@@ -203,4 +204,74 @@ fn small_face_in_a_large_photo_is_found_by_the_tiles() {
     );
     let d = faces[0].embedding.distance(&whole.embedding);
     assert!(d < models.default_threshold(), "distance {d:.3}");
+}
+
+/// Issue 13: `eval --as-deployed` scores each pair as the door would, the first image embedded
+/// as an enrollment photo (mirror-averaged) and the second as the door's probe; the symmetric
+/// protocol embeds both as probes. Each pair's distance must be exactly that.
+#[test]
+fn eval_as_deployed_enrols_side_a_and_probes_side_b() {
+    let pair = |a: &str, b: &str, same: bool, fold: usize| Pair {
+        a: face(a),
+        b: face(b),
+        same,
+        fold,
+    };
+    let protocol = Protocol {
+        pairs: vec![
+            pair("obama1.jpg", "obama2.jpg", true, 0),
+            pair("obama1.jpg", "biden1.jpg", false, 1),
+        ],
+        folds: 2,
+        identities: HashMap::<PathBuf, String>::new(),
+    };
+    let models = models();
+    assert!(models.options.flip_enrolment, "enrollment flips by default");
+    let run = |as_deployed| {
+        let opts = EvalOptions {
+            threads: 1,
+            pick: FacePick::Largest,
+            all_impostors: false,
+            fars: vec![],
+            as_deployed,
+        };
+        eval::evaluate(&models, &protocol, &opts).unwrap()
+    };
+    let embed = |name: &str, enrolment: bool| {
+        let mut engine = if enrolment {
+            models.enrolment_engine().unwrap()
+        } else {
+            models.engine().unwrap()
+        };
+        let img = load_rgb(&face(name)).unwrap();
+        let f = engine.photo_face(&img, FacePick::Largest).unwrap().unwrap();
+        f.embedding
+    };
+    // The two pairs' distances, from the ROC's thresholds: the strictest is the smaller
+    // distance, the loosest the larger plus 1e-3 (`metrics::roc`).
+    let distances = |r: &eval::Report| {
+        assert_eq!(r.roc.len(), 3, "two distinct scores: {:?}", r.roc);
+        vec![r.roc[0].threshold, r.roc[2].threshold - 1e-3]
+    };
+    let (a_probe, a_enrolled) = (embed("obama1.jpg", false), embed("obama1.jpg", true));
+    let (same, other) = (embed("obama2.jpg", false), embed("biden1.jpg", false));
+    let symmetric = run(false);
+    assert_eq!(symmetric.scoring, "symmetric");
+    let deployed = run(true);
+    assert_eq!(deployed.scoring, "as_deployed");
+    for (r, a) in [(&symmetric, &a_probe), (&deployed, &a_enrolled)] {
+        let d = distances(r);
+        for want in [a.distance(&same), a.distance(&other)] {
+            assert!(
+                d.iter().any(|x| (x - want).abs() < 1e-5),
+                "{}: distance {want} not among the scored pairs {d:?}",
+                r.scoring
+            );
+        }
+    }
+    let genuine = (a_probe.distance(&same), a_enrolled.distance(&same));
+    assert!(
+        (genuine.0 - genuine.1).abs() > 1e-4,
+        "the mirror-averaged enrollment must change the score: {genuine:?}"
+    );
 }

@@ -9,6 +9,7 @@ use facegate::face::detect::Detection;
 use facegate::face::encode::{Embedding, EMBEDDING_DIM};
 use facegate::face::geometry::{Point, Rect};
 use facegate::face::landmarks::Landmarks;
+use facegate::face::{FaceModels, ModelOptions};
 use facegate::imageio::load_rgb;
 use serde_json::Value;
 
@@ -190,4 +191,58 @@ fn second_pass_rectangle_rule_recovers_dlibs_own_rectangles() {
     );
     assert!(sm < 0.08 && sx < 0.2, "side error mean {sm} max {sx}");
     assert!(cm < 0.05 && cx < 0.12, "centre error mean {cm} max {cx}");
+}
+
+/// Issue 13: averaging the second landmark pass over shifted rectangles (`landmark_jitter`, off
+/// by default) moves facegate's landmarks (BlazeFace box -> two passes) towards dlib's own
+/// (HOG box -> one pass) on the fixture photos; without it the points are those of one box.
+#[test]
+fn landmark_jitter_moves_landmarks_towards_dlibs() {
+    let (_, faces) = reference();
+    let without = models();
+    assert!(!without.options.landmark_jitter, "off by default");
+    let with = FaceModels::load(&ModelOptions {
+        landmark_jitter: true,
+        ..common::options("quantized")
+    })
+    .unwrap();
+    let (mut on, off) = (with.engine().unwrap(), without.engine().unwrap());
+    let (mut err_on, mut err_off, mut moved, mut n) = (0.0, 0.0, 0, 0);
+    for f in &faces {
+        let img = load_rgb(&fixture(&f.file)).unwrap();
+        let c = f.rect.center();
+        let dets = on.detect(&img).unwrap();
+        let Some(det) = dets.iter().find(|d| {
+            (c.x as f32) > d.x
+                && (c.x as f32) < d.x + d.width
+                && (c.y as f32) > d.y
+                && (c.y as f32) < d.y + d.height
+        }) else {
+            continue;
+        };
+        let (a, b) = (on.landmarks(&img, det), off.landmarks(&img, det));
+        let iod = f.landmarks.eye_distance();
+        let nme = |l: &Landmarks| {
+            l.0.iter()
+                .zip(&f.landmarks.0)
+                .map(|(p, q)| p.distance(*q))
+                .sum::<f64>()
+                / 5.0
+                / iod
+        };
+        err_on += nme(&a);
+        err_off += nme(&b);
+        moved += usize::from(a != b);
+        n += 1;
+    }
+    let (err_on, err_off) = (err_on / n as f64, err_off / n as f64);
+    eprintln!(
+        "landmarks vs dlib's over {n} faces: mean error {err_off:.4} -> {err_on:.4} eye distances with jitter; {moved} faces moved"
+    );
+    assert!(n >= 20, "only {n} reference faces found");
+    assert!(moved >= n / 4, "jitter moved only {moved} of {n} faces");
+    assert!(
+        err_on < err_off,
+        "jitter must bring the landmarks closer to dlib's: {err_off} -> {err_on}"
+    );
 }

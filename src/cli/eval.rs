@@ -40,6 +40,11 @@ pub struct EvalArgs {
     /// protocol centres its subject; largest for --pairs]
     #[arg(long)]
     pub pick: Option<FacePick>,
+    /// Score as deployed: each pair's first image embedded as an enrollment photo (mirror
+    /// averaged unless --no-flip-enrolment), the second as the door's probe. Without it both
+    /// sides are embedded as probes (the symmetric protocol, comparable with other pipelines)
+    #[arg(long)]
+    pub as_deployed: bool,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -98,6 +103,7 @@ pub(super) fn run_eval(opts: &ModelOptions, args: EvalArgs) -> Result<u8> {
         }),
         all_impostors: args.all_impostors,
         fars: vec![1e-2, 1e-3, 1e-4],
+        as_deployed: args.as_deployed,
     };
     let mut reports = Vec::new();
     for enc in encoders {

@@ -181,6 +181,50 @@ impl ShapePredictor {
     }
 }
 
+/// The boxes [`ShapePredictor::predict_jittered`] adds around the second pass's rectangle:
+/// its centre moved by 5% of the side left, right, up and down. dlib's HOG boxes, on which
+/// the predictor was trained, sit on an 8-pixel cell grid of a 6/5 image pyramid, so where a
+/// box lies around a face varies by about that much; averaging over such shifts gives the
+/// landmarks expected over dlib's boxes rather than those of one box.
+pub const LANDMARK_JITTER: [(f64, f64, f64); 4] = [
+    (0.05, 0.0, 1.0),
+    (-0.05, 0.0, 1.0),
+    (0.0, 0.05, 1.0),
+    (0.0, -0.05, 1.0),
+];
+
+impl ShapePredictor {
+    /// The mean of the landmarks predicted on `rect` and on each box of `jitter` around it
+    /// (`(dx, dy, scale)`: the centre moved by `dx`, `dy` times the side, the side times
+    /// `scale`), unrounded. Averaging over nearby boxes lowers the regression trees'
+    /// sensitivity to exactly where the box lies.
+    pub fn predict_jittered(
+        &self,
+        img: &RgbImage,
+        rect: &Rect,
+        jitter: &[(f64, f64, f64)],
+    ) -> Landmarks {
+        let (cx, cy) = (
+            (rect.left + rect.right) / 2.0,
+            (rect.top + rect.bottom) / 2.0,
+        );
+        let (w, h) = (rect.right - rect.left, rect.bottom - rect.top);
+        let mut sum = [Point::default(); 5];
+        let mut n = 0.0;
+        for &(dx, dy, scale) in std::iter::once(&(0.0, 0.0, 1.0)).chain(jitter) {
+            let (x, y) = (cx + dx * w, cy + dy * h);
+            let (hw, hh) = (w * scale / 2.0, h * scale / 2.0);
+            let l = self.predict(img, &Rect::new(x - hw, y - hh, x + hw, y + hh));
+            for (s, p) in sum.iter_mut().zip(l.0) {
+                s.x += p.x;
+                s.y += p.y;
+            }
+            n += 1.0;
+        }
+        Landmarks(sum.map(|p| Point::new(p.x / n, p.y / n)))
+    }
+}
+
 fn pts(shape: &[f32]) -> Vec<Point> {
     shape
         .chunks_exact(2)

@@ -99,6 +99,10 @@ pub struct ModelOptions {
     /// Run the landmark model a second time on the rectangle dlib's detector would draw around
     /// the first landmarks (when the manifest has the `refit_*` coefficients).
     pub landmark_refit: bool,
+    /// In that second pass, average the landmarks found on the rectangle and on four copies of
+    /// it shifted by 5% of its side ([`landmarks::LANDMARK_JITTER`]). Off by default: the
+    /// landmarks land closer to dlib's, but CelebA's TAR at FAR 1e-3 fell 0.8 points.
+    pub landmark_jitter: bool,
 }
 
 impl Default for ModelOptions {
@@ -111,6 +115,7 @@ impl Default for ModelOptions {
             flip_enrolment: true,
             refine_small: true,
             landmark_refit: true,
+            landmark_jitter: false,
         }
     }
 }
@@ -314,14 +319,22 @@ impl FaceEngine {
 
     /// Landmarks for a detection, rounded to pixels as dlib's pipeline does: the predictor on
     /// the mapped BlazeFace box, then (when configured) again on the rectangle dlib's detector
-    /// would draw around those landmarks.
+    /// would draw around those landmarks (averaged over shifted copies of it with
+    /// `landmark_jitter`).
     pub fn landmarks(&self, img: &RgbImage, det: &Detection) -> Landmarks {
         let predictor = &self.models.predictor;
         let rect = self.models.box_mapping.apply(det);
         let first = predictor.predict(img, &rect).rounded();
-        match &self.models.landmark_refit {
-            Some(refit) => predictor.predict(img, &refit.apply(&first)).rounded(),
-            None => first,
+        let Some(refit) = &self.models.landmark_refit else {
+            return first;
+        };
+        let rect = refit.apply(&first);
+        if self.models.options.landmark_jitter {
+            predictor
+                .predict_jittered(img, &rect, &landmarks::LANDMARK_JITTER)
+                .rounded()
+        } else {
+            predictor.predict(img, &rect).rounded()
         }
     }
 
