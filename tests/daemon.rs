@@ -389,20 +389,30 @@ fn bad_config_values_give_errors_that_name_the_key_and_the_fix() {
     }
 }
 
-#[test]
-fn the_exit_button_opens_the_door_and_is_audited() {
-    use facegate::door::controller::DoorInputs;
-    use facegate::door::input::SimulatedInput;
-    let dir = tempfile::tempdir().unwrap();
-    // nobody in the recording is enrolled: only the button can open the door
-    let cfg = config(dir.path(), &[("lacamoire", "alex-lacamoire.png")], "");
+/// A simulated relay recording its transitions, and the door's inputs holding only a
+/// simulated exit button, pressed through the returned handle.
+fn relay_and_exit_button() -> (
+    TransitionLog,
+    SimulatedOutput,
+    facegate::door::controller::DoorInputs,
+    facegate::door::input::SimulatedInputHandle,
+) {
     let log = TransitionLog::new();
     let out = SimulatedOutput::with_log("test relay", log.clone());
-    let (button, handle) = SimulatedInput::new("exit button");
-    let inputs = DoorInputs {
+    let (button, handle) = facegate::door::input::SimulatedInput::new("exit button");
+    let inputs = facegate::door::controller::DoorInputs {
         door_contact: None,
         exit_button: Some(Box::new(button)),
     };
+    (log, out, inputs, handle)
+}
+
+#[test]
+fn the_exit_button_opens_the_door_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    // nobody in the recording is enrolled: only the button can open the door
+    let cfg = config(dir.path(), &[("lacamoire", "alex-lacamoire.png")], "");
+    let (log, out, inputs, handle) = relay_and_exit_button();
     let opener = Box::new(|| Ok(Box::new(ThenIdle(clip())) as Box<dyn FrameSource>));
     let mut daemon = Daemon::with_inputs(cfg, Box::new(out), inputs, opener).unwrap();
     let presser = std::thread::spawn(move || {
@@ -471,17 +481,9 @@ fn exit_pulse_records<'r>(
 /// write time (a VM test saw `unlocked` and `relocked` 4 ms apart for a 1 s pulse).
 #[test]
 fn an_exit_during_start_up_is_audited_with_the_times_it_happened() {
-    use facegate::door::controller::DoorInputs;
-    use facegate::door::input::SimulatedInput;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &[("lacamoire", "alex-lacamoire.png")], "");
-    let log = TransitionLog::new();
-    let out = SimulatedOutput::with_log("test relay", log.clone());
-    let (button, handle) = SimulatedInput::new("exit button");
-    let inputs = DoorInputs {
-        door_contact: None,
-        exit_button: Some(Box::new(button)),
-    };
+    let (log, out, inputs, handle) = relay_and_exit_button();
     // the wall clock at a monotonic instant, to place the relay's transitions on it
     let (t0, wall0) = (Instant::now(), jiff::Timestamp::now());
     let wall = |t: Instant| wall0 + t.duration_since(t0);
@@ -828,18 +830,10 @@ fn a_full_disk_refuses_face_unlocks_keeps_the_exit_button_and_recovers() {
     }
     // The child: everything below runs in a process of its own.
     let _ = env_logger::builder().is_test(true).try_init();
-    use facegate::door::controller::DoorInputs;
-    use facegate::door::input::SimulatedInput;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &[("lmm", "lin-manuel-miranda.png")], "");
     let audit = dir.path().join("audit.jsonl");
-    let log = TransitionLog::new();
-    let out = SimulatedOutput::with_log("test relay", log.clone());
-    let (button, handle) = SimulatedInput::new("exit button");
-    let inputs = DoorInputs {
-        door_contact: None,
-        exit_button: Some(Box::new(button)),
-    };
+    let (log, out, inputs, handle) = relay_and_exit_button();
     let finished = Arc::new(AtomicBool::new(false));
     let f = finished.clone();
     let opener =
