@@ -131,6 +131,9 @@ pub struct Publisher {
     open_since: Option<Instant>,
     held_reported: bool,
     camera_ok: bool,
+    /// The lock's state as the door records last said (`start` republishes it: a pulse from
+    /// the exit button during start-up may still be running when `start` is written).
+    lock: &'static str,
     encoder: Option<String>,
     people: Option<u64>,
     gallery_version: Option<u64>,
@@ -151,6 +154,7 @@ impl Publisher {
             open_since: None,
             held_reported: false,
             camera_ok: true,
+            lock: "LOCKED",
             encoder: None,
             people: None,
             gallery_version: None,
@@ -188,7 +192,7 @@ impl Publisher {
                     .map(|h| h.chars().take(12).collect());
                 self.people = fields.get("people").and_then(Value::as_u64);
                 vec![
-                    Msg::state(&self.topics.lock, "LOCKED"),
+                    Msg::state(&self.topics.lock, self.lock),
                     Msg::state(&self.topics.camera, "ON"),
                 ]
             }
@@ -208,7 +212,10 @@ impl Publisher {
                 ]
             }
             Event::Door => self.door(s("event"), fields, seq),
-            Event::LockError => vec![Msg::state(&self.topics.lock, "JAMMED")],
+            Event::LockError => {
+                self.lock = "JAMMED";
+                vec![Msg::state(&self.topics.lock, "JAMMED")]
+            }
             Event::EnrollImport | Event::EnrollRejected => self.enroll(event, fields, seq),
             Event::RemoteCommand => {
                 let kind = match (s("command"), s("result")) {
@@ -260,11 +267,18 @@ impl Publisher {
     }
 
     fn door(&mut self, name: &str, fields: &Value, seq: Option<u64>) -> Vec<Msg> {
+        let lock = match name {
+            "unlocked" => Some("UNLOCKED"),
+            "relocked" | "output_recovered" => Some("LOCKED"),
+            "output_fault" => Some("JAMMED"),
+            _ => None,
+        };
+        if let Some(state) = lock {
+            self.lock = state;
+            return vec![Msg::state(&self.topics.lock, state)];
+        }
         let t = &self.topics;
         match name {
-            "unlocked" => vec![Msg::state(&t.lock, "UNLOCKED")],
-            "relocked" | "output_recovered" => vec![Msg::state(&t.lock, "LOCKED")],
-            "output_fault" => vec![Msg::state(&t.lock, "JAMMED")],
             "door_opened" => {
                 self.open_since = Some(instant_of(self.record_at));
                 self.held_reported = false;
@@ -563,5 +577,46 @@ mod tests {
         assert!(events(&p.tick(10, (4, "ab"), 0))
             .iter()
             .all(|e| e["event_type"] != "door_held_open"));
+    }
+
+    /// `start` republishes the lock state the door records last gave: an exit-button pulse
+    /// during start-up, still running when `start` is written, is not shown as LOCKED.
+    #[test]
+    fn start_republishes_the_lock_state_of_the_last_door_record() {
+        let mut p = publisher(false);
+        let none = |_: &str| None;
+        let now = jiff::Timestamp::now;
+        let lock_of = |msgs: Vec<Msg>| {
+            msgs.into_iter()
+                .find(|m| m.retain && m.topic.ends_with("/lock"))
+                .map(|m| String::from_utf8(m.payload).unwrap())
+        };
+        let start = json!({"encoder_sha256": "ab", "people": 1});
+        assert_eq!(
+            lock_of(p.on_audit(Event::Start, &start, Some(1), now(), &none)).as_deref(),
+            Some("LOCKED")
+        );
+        p.on_audit(
+            Event::Door,
+            &json!({"event": "unlocked"}),
+            Some(2),
+            now(),
+            &none,
+        );
+        assert_eq!(
+            lock_of(p.on_audit(Event::Start, &start, Some(3), now(), &none)).as_deref(),
+            Some("UNLOCKED")
+        );
+        p.on_audit(
+            Event::Door,
+            &json!({"event": "relocked"}),
+            Some(4),
+            now(),
+            &none,
+        );
+        assert_eq!(
+            lock_of(p.on_audit(Event::Start, &start, Some(5), now(), &none)).as_deref(),
+            Some("LOCKED")
+        );
     }
 }
