@@ -592,31 +592,20 @@ mod tests {
                 .map(|m| String::from_utf8(m.payload).unwrap())
         };
         let start = json!({"encoder_sha256": "ab", "people": 1});
-        assert_eq!(
-            lock_of(p.on_audit(Event::Start, &start, Some(1), now(), &none)).as_deref(),
-            Some("LOCKED")
-        );
-        p.on_audit(
-            Event::Door,
-            &json!({"event": "unlocked"}),
-            Some(2),
-            now(),
-            &none,
-        );
-        assert_eq!(
-            lock_of(p.on_audit(Event::Start, &start, Some(3), now(), &none)).as_deref(),
-            Some("UNLOCKED")
-        );
-        p.on_audit(
-            Event::Door,
-            &json!({"event": "relocked"}),
-            Some(4),
-            now(),
-            &none,
-        );
-        assert_eq!(
-            lock_of(p.on_audit(Event::Start, &start, Some(5), now(), &none)).as_deref(),
-            Some("LOCKED")
-        );
+        let mut seq = 0;
+        // (the door record before `start`, the lock state `start` must publish)
+        for (door, want) in [
+            (None, "LOCKED"),
+            (Some("unlocked"), "UNLOCKED"),
+            (Some("relocked"), "LOCKED"),
+        ] {
+            if let Some(e) = door {
+                seq += 1;
+                p.on_audit(Event::Door, &json!({ "event": e }), Some(seq), now(), &none);
+            }
+            seq += 1;
+            let got = lock_of(p.on_audit(Event::Start, &start, Some(seq), now(), &none));
+            assert_eq!(got.as_deref(), Some(want), "after {door:?}");
+        }
     }
 }
