@@ -23,6 +23,18 @@ pub struct Detection {
 }
 
 impl Detection {
+    /// The same detection moved by (`dx`, `dy`) pixels: from a crop's coordinates to those of
+    /// the image the crop was cut from at (`dx`, `dy`).
+    pub fn translated(mut self, dx: f32, dy: f32) -> Detection {
+        self.x += dx;
+        self.y += dy;
+        for k in self.keypoints.iter_mut() {
+            k[0] += dx;
+            k[1] += dy;
+        }
+        self
+    }
+
     pub fn center(&self) -> Point {
         Point::new(
             f64::from(self.x + self.width / 2.0),

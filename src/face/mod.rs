@@ -304,16 +304,9 @@ impl FaceEngine {
                     (b.x + b.width / 2.0 - half).powi(2) + (b.y + b.height / 2.0 - half).powi(2);
                 da.total_cmp(&db)
             });
-        Ok(best.map(|mut r| {
-            let (dx, dy) = (x0 as f32, y0 as f32);
-            r.x += dx;
-            r.y += dy;
-            for k in r.keypoints.iter_mut() {
-                k[0] += dx;
-                k[1] += dy;
-            }
-            r.score = d.score;
-            r
+        Ok(best.map(|r| Detection {
+            score: d.score,
+            ..r.translated(x0 as f32, y0 as f32)
         }))
     }
 

@@ -214,18 +214,11 @@ impl FaceEngine {
         for y0 in starts(h) {
             for x0 in starts(w) {
                 let tile = image::imageops::crop_imm(img, x0, y0, side, side).to_image();
-                for mut d in self.detect(&tile)? {
+                for d in self.detect(&tile)? {
                     if d.score < TILED_MIN_SCORE {
                         continue;
                     }
-                    let (dx, dy) = (x0 as f32, y0 as f32);
-                    d.x += dx;
-                    d.y += dy;
-                    for k in d.keypoints.iter_mut() {
-                        k[0] += dx;
-                        k[1] += dy;
-                    }
-                    found.push(d);
+                    found.push(d.translated(x0 as f32, y0 as f32));
                 }
             }
         }
