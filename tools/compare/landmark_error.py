@@ -81,29 +81,38 @@ def landmark_features(p):
     return p.mean(0), iod(p), float(np.linalg.norm(eyes - p[4]))
 
 
-def fit_landmark_rect(faces):
-    """dlib's rectangle from its own 5 points: centre = points' centre + (a, b) * size,
-    side = c * iod + d * eye-nose; least squares on (rect, landmarks) pairs."""
-    rows_c, rows_s, tgt_x, tgt_y, tgt_s = [], [], [], [], []
-    for rect, p in faces:
+def fit_square(samples):
+    """dlib's square rectangle from point features: centre = points' centre + (dx, dy) * side,
+    side = s1 * f1 + s2 * f2; least squares on ((centre, f1, f2), dlib rect) samples.
+    Returns (s1, s2, dx, dy)."""
+    rows, side, dx, dy = [], [], [], []
+    for (c, f1, f2), rect in samples:
         g = rect_geometry(rect)
-        c, e, n = landmark_features(p)
-        rows_s.append([e, n])
-        tgt_s.append(g[2])
-        rows_c.append(g[2])
-        tgt_x.append(g[0] - c[0])
-        tgt_y.append(g[1] - c[1])
-    a_s = np.linalg.lstsq(np.array(rows_s), np.array(tgt_s), rcond=None)[0]
-    side = np.array(rows_c)
-    return {"side_iod": float(a_s[0]), "side_nose": float(a_s[1]),
-            "dx": float(np.sum(np.array(tgt_x) * side) / np.sum(side ** 2)),
-            "dy": float(np.sum(np.array(tgt_y) * side) / np.sum(side ** 2))}
+        rows.append([f1, f2])
+        side.append(g[2])
+        dx.append(g[0] - c[0])
+        dy.append(g[1] - c[1])
+    a = np.linalg.lstsq(np.array(rows), np.array(side), rcond=None)[0]
+    side = np.array(side)
+    return (float(a[0]), float(a[1]),
+            float(np.sum(np.array(dx) * side) / np.sum(side ** 2)),
+            float(np.sum(np.array(dy) * side) / np.sum(side ** 2)))
+
+
+def square_at(features, s1, s2, dx, dy):
+    c, f1, f2 = features
+    side = s1 * f1 + s2 * f2
+    return to_rect(c[0] + dx * side, c[1] + dy * side, side)
+
+
+def fit_landmark_rect(faces):
+    """dlib's rectangle from its own 5 points (f1 = eye distance, f2 = eye-mid to nose)."""
+    s1, s2, dx, dy = fit_square([(landmark_features(p), rect) for rect, p in faces])
+    return {"side_iod": s1, "side_nose": s2, "dx": dx, "dy": dy}
 
 
 def landmark_rect(p, k):
-    c, e, n = landmark_features(p)
-    side = k["side_iod"] * e + k["side_nose"] * n
-    return to_rect(c[0] + k["dx"] * side, c[1] + k["dy"] * side, side)
+    return square_at(landmark_features(p), k["side_iod"], k["side_nose"], k["dx"], k["dy"])
 
 
 def mapped_rect(det, coef):
@@ -242,25 +251,13 @@ def keypoint_features(det):
 
 
 def fit_keypoint_rect(pairs):
-    rows, side, dx, dy = [], [], [], []
-    for det, rect in pairs:
-        g = rect_geometry(rect)
-        c, e, m = keypoint_features(det)
-        rows.append([e, m])
-        side.append(g[2])
-        dx.append(g[0] - c[0])
-        dy.append(g[1] - c[1])
-    a = np.linalg.lstsq(np.array(rows), np.array(side), rcond=None)[0]
-    side = np.array(side)
-    return {"side_eyes": float(a[0]), "side_mouth": float(a[1]),
-            "dx": float(np.sum(np.array(dx) * side) / np.sum(side ** 2)),
-            "dy": float(np.sum(np.array(dy) * side) / np.sum(side ** 2))}
+    """dlib's rectangle from BlazeFace's keypoints (f1 = eye distance, f2 = eye-mid to mouth)."""
+    s1, s2, dx, dy = fit_square([(keypoint_features(det), rect) for det, rect in pairs])
+    return {"side_eyes": s1, "side_mouth": s2, "dx": dx, "dy": dy}
 
 
 def keypoint_rect(det, k):
-    c, e, m = keypoint_features(det)
-    side = k["side_eyes"] * e + k["side_mouth"] * m
-    return to_rect(c[0] + k["dx"] * side, c[1] + k["dy"] * side, side)
+    return square_at(keypoint_features(det), k["side_eyes"], k["side_mouth"], k["dx"], k["dy"])
 
 
 def cmd_compare(args):
