@@ -160,6 +160,10 @@ pub struct ModelsConfig {
     /// Flip averaging for enrollment photos only (no per-frame cost).
     #[serde(default = "yes")]
     pub flip_enrolment: bool,
+    /// Average enrollment photos' embeddings over jittered chips ([`crate::face::CHIP_JITTER`];
+    /// no per-frame cost).
+    #[serde(default = "yes")]
+    pub jitter_enrolment: bool,
     /// Re-detect a face that is small in the frame on a crop around it before landmarking.
     #[serde(default = "yes")]
     pub refine_small: bool,
@@ -180,6 +184,7 @@ impl Default for ModelsConfig {
             detector: DetectorChoice::default(),
             flip_average: false,
             flip_enrolment: true,
+            jitter_enrolment: true,
             refine_small: true,
             landmark_refit: true,
             landmark_jitter: false,
@@ -589,6 +594,8 @@ impl Config {
             encoder: self.models.encoder.clone(),
             flip_average: self.models.flip_average,
             flip_enrolment: self.models.flip_enrolment,
+            jitter_average: false,
+            jitter_enrolment: self.models.jitter_enrolment,
             refine_small: self.models.refine_small,
             landmark_refit: self.models.landmark_refit,
             landmark_jitter: self.models.landmark_jitter,

@@ -206,7 +206,8 @@ pub fn embed_images(
 }
 
 /// [`embed_images`], or as enrollment embeds a photo ([`FaceModels::enrolment_engine`]: with
-/// `flip_enrolment`, averaged with the mirror image) when `enrolment`.
+/// `flip_enrolment` and `jitter_enrolment`, averaged over the mirror image and shifted chips)
+/// when `enrolment`.
 pub fn embed_images_as(
     models: &Arc<FaceModels>,
     images: &[PathBuf],
@@ -253,6 +254,8 @@ pub struct Report {
     /// `symmetric` (both sides of a pair embedded as probes) or `as_deployed` (side A as an
     /// enrollment photo, side B as the door's probe).
     pub scoring: &'static str,
+    /// How each side was embedded ([`FaceModels::embedding_recipe`]).
+    pub embedding: String,
     pub pairs: usize,
     pub same_pairs: usize,
     pub different_pairs: usize,
@@ -340,6 +343,15 @@ pub fn evaluate(
             "as_deployed"
         } else {
             "symmetric"
+        },
+        embedding: if opts.as_deployed {
+            format!(
+                "side A as enrolled: {}; side B as the door's probe: {}",
+                models.embedding_recipe(true),
+                models.embedding_recipe(false)
+            )
+        } else {
+            format!("both sides: {}", models.embedding_recipe(false))
         },
         pairs: protocol.pairs.len(),
         same_pairs: protocol.pairs.iter().filter(|p| p.same).count(),
@@ -519,8 +531,8 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "encoder {}, face pick {}, scoring {}:",
-            self.encoder, self.pick, self.scoring
+            "encoder {}, face pick {}, scoring {} ({}):",
+            self.encoder, self.pick, self.scoring, self.embedding
         )?;
         writeln!(
             f,

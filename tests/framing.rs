@@ -259,6 +259,11 @@ fn eval_as_deployed_enrols_side_a_and_probes_side_b() {
     assert_eq!(symmetric.scoring, "symmetric");
     let deployed = run(true);
     assert_eq!(deployed.scoring, "as_deployed");
+    assert_eq!(symmetric.embedding, "both sides: 1 chip");
+    assert_eq!(
+        deployed.embedding,
+        "side A as enrolled: 5 shifted chips x mirror (10 encoder runs); side B as the door's probe: 1 chip"
+    );
     for (r, a) in [(&symmetric, &a_probe), (&deployed, &a_enrolled)] {
         let d = distances(r);
         for want in [a.distance(&same), a.distance(&other)] {

@@ -174,14 +174,18 @@ fn png_header(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
+/// The enrollment engine's template is the mean, over the chip cut as each of
+/// `CHIP_JITTER`, of that chip's and its mirror image's embeddings; the door's engine embeds
+/// the one chip as cut.
 #[test]
-fn enrolment_engine_averages_with_the_mirror_image_and_the_door_engine_does_not() {
+fn enrolment_engine_averages_jittered_and_mirrored_chips_and_the_door_engine_does_not() {
+    use facegate::face::{ChipJitter, CHIP_JITTER};
     let img = load_rgb(&face("obama1.jpg")).unwrap();
     let m = models();
     let (mut door, mut enrol) = (m.engine().unwrap(), m.enrolment_engine().unwrap());
     assert!(
-        !door.flips() && enrol.flips(),
-        "defaults: flip for enrollment only"
+        !door.flips() && enrol.flips() && !door.jitters() && enrol.jitters(),
+        "defaults: flip and jitter for enrollment only"
     );
     let det = door.detect(&img).unwrap()[0];
     let lm = door.landmarks(&img, &det);
@@ -189,21 +193,101 @@ fn enrolment_engine_averages_with_the_mirror_image_and_the_door_engine_does_not(
         .describe_with_landmarks(&img, det, lm)
         .unwrap()
         .embedding;
-    let averaged = enrol
+    let template = enrol
         .describe_with_landmarks(&img, det, lm)
         .unwrap()
         .embedding;
-    // the mirror image's embedding, recovered from the average: 2 * avg - plain
-    let mut mirrored = [0.0f32; facegate::face::encode::EMBEDDING_DIM];
-    for (k, v) in mirrored.iter_mut().enumerate() {
-        *v = 2.0 * averaged.0[k] - plain.0[k];
+    let dim = facegate::face::encode::EMBEDDING_DIM;
+    let mut mean = vec![0.0f32; dim];
+    let mut averaged = Vec::new();
+    for j in &CHIP_JITTER {
+        enrol.align_jittered(&img, &lm, j);
+        let e = enrol.encode_chip().unwrap();
+        for (s, v) in mean.iter_mut().zip(e.0) {
+            *s += v / CHIP_JITTER.len() as f32;
+        }
+        averaged.push(e);
     }
-    let d_avg = plain.distance(&averaged);
-    let d_mirror = plain.distance(&Embedding(mirrored));
+    let mean = Embedding(mean.try_into().unwrap());
+    assert!(
+        template.distance(&mean) < 1e-5,
+        "template = mean of the jittered chips"
+    );
+    // every jittered chip is a real, small change of the face
+    assert_eq!(CHIP_JITTER[0], ChipJitter::NONE);
+    for (j, e) in CHIP_JITTER.iter().zip(&averaged).skip(1) {
+        let d = e.distance(&averaged[0]);
+        assert!(d > 0.005 && d < 0.3, "{j:?}: {d}");
+    }
+    // the unjittered chip: its mirror image's embedding, recovered from the average
+    let avg = &averaged[0];
+    let mut mirrored = vec![0.0f32; dim];
+    for (k, v) in mirrored.iter_mut().enumerate() {
+        *v = 2.0 * avg.0[k] - plain.0[k];
+    }
+    let d_avg = plain.distance(avg);
+    let d_mirror = plain.distance(&Embedding(mirrored.try_into().unwrap()));
     // the same face mirrored is near (same person) but not identical: a real second embedding
     assert!(
         d_avg > 0.005 && d_mirror < 0.4,
         "plain-avg {d_avg}, plain-mirror {d_mirror}"
     );
     assert!((d_mirror - 2.0 * d_avg).abs() < 1e-4);
+}
+
+/// Jittered enrollment templates on the fixture people (every photo enrolled, every other photo
+/// of the same person as the door's probe; other people's photos as impostors): the same person
+/// comes nearer, and other people do not come nearer than the nearest of them already was.
+#[test]
+fn jittered_enrolment_brings_the_same_person_nearer_on_the_fixture_photos() {
+    use facegate::face::{FaceModels, ModelOptions};
+    let plain_models = FaceModels::load(&ModelOptions {
+        jitter_enrolment: false,
+        ..common::options("quantized")
+    })
+    .unwrap();
+    let (jittered, plain, door) = (
+        &mut models().enrolment_engine().unwrap(),
+        &mut plain_models.enrolment_engine().unwrap(),
+        &mut models().engine().unwrap(),
+    );
+    let photo = |engine: &mut facegate::face::FaceEngine, name: &str| {
+        let img = load_rgb(&face(name)).unwrap();
+        let f = engine.photo_face(&img, FacePick::Largest).unwrap();
+        f.unwrap_or_else(|| panic!("no face in {name}")).embedding
+    };
+    let mut all = Vec::new();
+    for (person, names) in PEOPLE {
+        for name in names.iter() {
+            all.push((
+                person,
+                photo(jittered, name),
+                photo(plain, name),
+                photo(door, name),
+            ));
+        }
+    }
+    let (mut genuine, mut impostor) = ((0.0f32, 0.0f32, 0), (f32::MAX, f32::MAX));
+    for (i, (pa, jit, pla, _)) in all.iter().enumerate() {
+        for (k, (pb, _, _, probe)) in all.iter().enumerate() {
+            let (dj, dp) = (jit.distance(probe), pla.distance(probe));
+            if i == k {
+                continue;
+            } else if pa == pb {
+                genuine = (genuine.0 + dj, genuine.1 + dp, genuine.2 + 1);
+            } else {
+                impostor = (impostor.0.min(dj), impostor.1.min(dp));
+            }
+        }
+    }
+    let n = genuine.2 as f32;
+    eprintln!(
+        "same person, mean: jittered {:.4}, plain {:.4} ({} pairs); nearest other person: jittered {:.4}, plain {:.4}",
+        genuine.0 / n, genuine.1 / n, genuine.2, impostor.0, impostor.1
+    );
+    assert!(genuine.0 < genuine.1, "the same person comes nearer");
+    assert!(
+        impostor.0 >= impostor.1 - 0.01,
+        "no other person comes nearer"
+    );
 }

@@ -40,9 +40,10 @@ pub struct EvalArgs {
     /// protocol centres its subject; largest for --pairs]
     #[arg(long)]
     pub pick: Option<FacePick>,
-    /// Score as deployed: each pair's first image embedded as an enrollment photo (mirror
-    /// averaged unless --no-flip-enrolment), the second as the door's probe. Without it both
-    /// sides are embedded as probes (the symmetric protocol, comparable with other pipelines)
+    /// Score as deployed: each pair's first image embedded as an enrollment photo (averaged
+    /// over its mirror image and shifted chips unless --no-flip-enrolment /
+    /// --no-jitter-enrolment), the second as the door's probe. Without it both sides are
+    /// embedded as probes (the symmetric protocol, comparable with other pipelines)
     #[arg(long)]
     pub as_deployed: bool,
     /// Print JSON instead of text

@@ -82,6 +82,13 @@ pub struct ModelArgs {
     /// Do not average enrollment photos' embeddings with their mirror images' (on by default)
     #[arg(long, global = true)]
     pub no_flip_enrolment: bool,
+    /// Average every face's embedding over the chip and four copies shifted by 2% (five times
+    /// the encoder time; enrollment photos do this by default)
+    #[arg(long, global = true)]
+    pub jitter: bool,
+    /// Do not average enrollment photos' embeddings over jittered chips (on by default)
+    #[arg(long, global = true)]
+    pub no_jitter_enrolment: bool,
     /// Do not re-detect small faces on a crop around them (faster, less accurate on small faces)
     #[arg(long, global = true)]
     pub no_refine: bool,
@@ -102,6 +109,8 @@ impl ModelArgs {
             encoder: self.encoder.clone(),
             flip_average: self.flip,
             flip_enrolment: !self.no_flip_enrolment,
+            jitter_average: self.jitter,
+            jitter_enrolment: !self.no_jitter_enrolment,
             refine_small: !self.no_refine,
             landmark_refit: !self.no_landmark_refit,
             landmark_jitter: self.landmark_jitter,

@@ -48,8 +48,65 @@ impl ChipPlacement {
         }
     }
 
+    /// The same chip perturbed by `j`: moved along the chip's own axes, its side scaled and
+    /// turned about its centre.
+    pub fn jittered(&self, j: &ChipJitter) -> Self {
+        let c = self.rect.center();
+        let side = self.rect.width();
+        let (sin, cos) = self.angle.sin_cos();
+        let (ox, oy) = (j.dx * side, j.dy * side);
+        ChipPlacement {
+            rect: Rect::centered(
+                c.x + ox * cos - oy * sin,
+                c.y + ox * sin + oy * cos,
+                side * j.scale,
+                self.rect.height() * j.scale,
+            ),
+            angle: self.angle + j.turn_degrees.to_radians(),
+            size: self.size,
+        }
+    }
+
     fn area(&self) -> f64 {
         f64::from(self.size) * f64::from(self.size)
+    }
+}
+
+/// A small change of where a chip is cut: the chip's centre moved by `dx`, `dy` times its side
+/// (along the chip's axes: x towards the face's left eye as seen, y down), its side times
+/// `scale`, and a turn of `turn_degrees` about the centre.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChipJitter {
+    pub dx: f64,
+    pub dy: f64,
+    pub scale: f64,
+    pub turn_degrees: f64,
+}
+
+impl ChipJitter {
+    pub const NONE: ChipJitter = ChipJitter::shift(0.0, 0.0);
+
+    pub const fn shift(dx: f64, dy: f64) -> Self {
+        ChipJitter {
+            dx,
+            dy,
+            scale: 1.0,
+            turn_degrees: 0.0,
+        }
+    }
+
+    pub const fn zoom(scale: f64) -> Self {
+        ChipJitter {
+            scale,
+            ..Self::NONE
+        }
+    }
+
+    pub const fn turn(degrees: f64) -> Self {
+        ChipJitter {
+            turn_degrees: degrees,
+            ..Self::NONE
+        }
     }
 }
 
@@ -299,6 +356,39 @@ fn pyramid_down(src: &View<'_>, dst: &mut Plane, tmp: &mut Vec<u16>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A jittered chip is cut where the perturbation says, in the chip's own axes: a shift of
+    /// a turned chip moves its centre along the turned axes, and the cut pixels follow.
+    #[test]
+    fn a_jittered_chip_moves_along_the_chips_own_axes() {
+        let p = ChipPlacement {
+            rect: Rect::centered(100.0, 80.0, 60.0, 60.0),
+            angle: std::f64::consts::FRAC_PI_2,
+            size: 60,
+        };
+        assert_eq!(p.jittered(&ChipJitter::NONE), p);
+        // turned a quarter: the chip's x axis points down the image
+        let s = p.jittered(&ChipJitter::shift(0.1, 0.0));
+        let c = s.rect.center();
+        assert!(
+            (c.x - 100.0).abs() < 1e-9 && (c.y - 86.0).abs() < 1e-9,
+            "{c:?}"
+        );
+        let z = p.jittered(&ChipJitter::zoom(1.5));
+        assert!((z.rect.width() - 90.0).abs() < 1e-9);
+        assert_eq!(z.rect.center(), p.rect.center());
+        let t = p.jittered(&ChipJitter::turn(-90.0));
+        assert!(t.angle.abs() < 1e-12);
+        // the pixels: a shifted upright chip of a gradient reads the shifted source
+        let up = ChipPlacement { angle: 0.0, ..p };
+        let img = RgbImage::from_fn(200, 200, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let (mut a, mut b) = (RgbImage::new(1, 1), RgbImage::new(1, 1));
+        let mut aligner = Aligner::default();
+        aligner.extract(&img, &up, &mut a);
+        aligner.extract(&img, &up.jittered(&ChipJitter::shift(0.1, -0.05)), &mut b);
+        assert_eq!(b.get_pixel(10, 20)[0], a.get_pixel(16, 20)[0]);
+        assert_eq!(b.get_pixel(10, 20)[1], a.get_pixel(10, 17)[1]);
+    }
 
     #[test]
     fn chip_of_template_landmarks_is_an_identity_crop() {
