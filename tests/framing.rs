@@ -280,3 +280,37 @@ fn eval_as_deployed_enrols_side_a_and_probes_side_b() {
         "the mirror-averaged enrollment must change the score: {genuine:?}"
     );
 }
+
+/// A distant figure: `obama_distant.png` is obama1.jpg shrunk to 112x140 on a 1280x960 grey
+/// picture (face 33 px wide). Too small for the short-range detector as given, padded, in tiles
+/// and turned, it is found by the photo's last look, the full-range detector, in the photo's
+/// coordinates, as the same person. A faceless photo stays faceless through that look too
+/// (`no_face_photo_stays_without_a_face_after_every_retry`).
+#[test]
+fn a_distant_face_is_found_by_the_full_range_look() {
+    use facegate::face::photo::Reframe;
+    let whole = largest(&load_rgb(&face("obama1.jpg")).unwrap());
+    let img = load_rgb(&face("obama_distant.png")).unwrap();
+    // the door's detector (the fixtures' `models()` use `auto`, which falls back to the
+    // full-range detector at every look)
+    let models = facegate::face::FaceModels::load(&facegate::face::ModelOptions {
+        detector: facegate::face::DetectorChoice::ShortRange,
+        ..common::options("quantized")
+    })
+    .unwrap();
+    let mut engine = models.engine().unwrap();
+    let (_, how, found) = engine.detect_photo(&img).unwrap();
+    assert!(
+        matches!(how, Reframe::FullRange { .. }),
+        "{how:?}: {found:?}"
+    );
+    let faces = engine.faces(&img).unwrap();
+    assert_eq!(faces.len(), 1);
+    let c = faces[0].detection.center();
+    assert!(
+        c.x > 640.0 && c.x < 752.0 && c.y > 320.0 && c.y < 460.0,
+        "{c:?}"
+    );
+    let d = faces[0].embedding.distance(&whole.embedding);
+    assert!(d < 0.6, "distance {d:.3}");
+}

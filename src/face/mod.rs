@@ -29,7 +29,7 @@ use image::RgbImage;
 use landmarks::{LandmarkRect, Landmarks, ShapePredictor};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Which BlazeFace detector finds the faces: one type and one default for the command line
@@ -134,6 +134,9 @@ pub struct FaceModels {
     pub detector: Arc<DetectorModel>,
     /// Tried when `detector` finds no face ([`DetectorChoice::Auto`]).
     pub fallback_detector: Option<Arc<DetectorModel>>,
+    /// The full-range detector for a photo's last look ([`photo`]), loaded the first time a
+    /// photo needs it (never for camera frames).
+    photo_full_range: OnceLock<Option<Arc<DetectorModel>>>,
     pub predictor: Arc<ShapePredictor>,
     pub encoder: Arc<EncoderModel>,
     pub box_mapping: BoxMapping,
@@ -179,11 +182,32 @@ impl FaceModels {
             dir,
             detector,
             fallback_detector,
+            photo_full_range: OnceLock::new(),
             predictor: Arc::new(predictor),
             encoder,
             options: options.clone(),
             load_time: t0.elapsed(),
         }))
+    }
+
+    /// The full-range detector for photos where every short-range look found nothing; `None`
+    /// when the door's detector already is full-range (or falls back to it: `auto`), or when
+    /// it cannot be loaded (logged: photos then go without that look).
+    fn photo_full_range(&self) -> Option<Arc<DetectorModel>> {
+        if self.options.detector != DetectorChoice::ShortRange {
+            return None;
+        }
+        self.photo_full_range
+            .get_or_init(|| {
+                match DetectorModel::load(&self.dir, DetectorChoice::FullRange.name()) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        log::warn!("photos get no full-range look: {e}");
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 
     /// The encoder's same-person distance threshold from the manifest.
@@ -226,6 +250,7 @@ impl FaceModels {
         Ok(FaceEngine {
             flip,
             jitter,
+            photo_full_range: None,
             detector: Detector::new(self.detector.clone())?,
             fallback: self
                 .fallback_detector
@@ -280,6 +305,8 @@ pub struct FaceEngine {
     flip: bool,
     /// Average each embedding over the chip's [`CHIP_JITTER`] perturbations.
     jitter: bool,
+    /// The photo path's full-range look, made the first time a photo needs it.
+    photo_full_range: Option<Detector>,
     detector: Detector,
     fallback: Option<Detector>,
     encoder: Encoder,
@@ -309,9 +336,16 @@ impl FaceEngine {
             Some(fallback) if found.is_empty() => fallback.detect(img)?,
             _ => found,
         };
+        self.refine_all(img, &mut found)?;
+        Ok(found)
+    }
+
+    /// Re-detects each face smaller than 40% of the image on a crop around it (when
+    /// `refine_small`).
+    fn refine_all(&mut self, img: &RgbImage, found: &mut [Detection]) -> Result<()> {
         if self.models.options.refine_small {
             let side = img.width().max(img.height()) as f32;
-            for d in &mut found {
+            for d in found {
                 if d.width.max(d.height) < 0.4 * side {
                     if let Some(r) = self.refine(img, d)? {
                         *d = r;
@@ -319,6 +353,24 @@ impl FaceEngine {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The full-range detector's faces in `img` (each small one re-detected as
+    /// [`detect`](Self::detect) does), for a photo's last look; empty when there is no such
+    /// detector ([`FaceModels::photo_full_range`]).
+    pub(crate) fn detect_full_range(&mut self, img: &RgbImage) -> Result<Vec<Detection>> {
+        if self.photo_full_range.is_none() {
+            let Some(model) = self.models.photo_full_range() else {
+                return Ok(Vec::new());
+            };
+            self.photo_full_range = Some(Detector::new(model)?);
+        }
+        let Some(full) = &mut self.photo_full_range else {
+            return Ok(Vec::new());
+        };
+        let mut found = full.detect(img)?;
+        self.refine_all(img, &mut found)?;
         Ok(found)
     }
 
