@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 use crate::face::encode::{Embedding, EMBEDDING_DIM};
 use crate::face::liveness::{LivenessChoice, LivenessModels};
-use crate::face::{FaceEngine, FaceModels, ModelOptions, CHIP_JITTER};
+use crate::face::{FaceEngine, FaceModels, ModelOptions};
 use crate::frame::{FrameTimes, LivenessCheck, NoLiveness, PadCheck, DOOR_PICK};
 use crate::gallery::{Gallery, Person};
 use crate::imageio::{decode_rgb, load_rgb};
@@ -191,13 +191,7 @@ fn time_enrolment(models: &Arc<FaceModels>, images: &[PathBuf]) -> Result<(Stage
             times.push(t.elapsed());
         }
     }
-    let chips = if engine.jitters() {
-        CHIP_JITTER.len()
-    } else {
-        1
-    };
-    let encodes = chips * if engine.flips() { 2 } else { 1 };
-    Ok((stats("enrol", times), encodes))
+    Ok((stats("enrol", times), models.encoder_runs(true)))
 }
 
 pub fn run(model_opts: &ModelOptions, opts: &BenchOptions) -> Result<BenchReport> {

@@ -21,6 +21,19 @@ impl Embedding {
     pub fn distance(&self, o: &Embedding) -> f32 {
         squared_distance(&self.0, &o.0).sqrt()
     }
+
+    /// The element-wise mean (the sum in order, then divided by the count); `None` for none.
+    pub fn mean<'a>(all: impl IntoIterator<Item = &'a Embedding>) -> Option<Embedding> {
+        let mut sum = [0.0f32; EMBEDDING_DIM];
+        let mut n = 0u32;
+        for e in all {
+            for (s, v) in sum.iter_mut().zip(e.0) {
+                *s += v;
+            }
+            n += 1;
+        }
+        (n > 0).then(|| Embedding(sum.map(|s| s / n as f32)))
+    }
 }
 
 #[inline]

@@ -24,7 +24,7 @@ use crate::error::Result;
 use crate::models::ModelDir;
 use align::{Aligner, ChipPlacement};
 use detect::{BoxMapping, Detection, Detector, DetectorModel};
-use encode::{Embedding, Encoder, EncoderModel, EMBEDDING_DIM};
+use encode::{Embedding, Encoder, EncoderModel};
 use image::RgbImage;
 use landmarks::{LandmarkRect, Landmarks, ShapePredictor};
 use serde::Serialize;
@@ -218,35 +218,50 @@ impl FaceModels {
     /// A new worker with its own inference states, for the door's frames and probe photos
     /// (flip averaging when `flip_average`, chip jitter when `jitter_average`).
     pub fn engine(self: &Arc<Self>) -> Result<FaceEngine> {
-        self.engine_with(self.options.flip_average, self.options.jitter_average)
+        self.engine_with(self.averaging(false))
     }
 
     /// A worker for enrollment photos: flip averaging when `flip_enrolment` or `flip_average`,
     /// chip jitter when `jitter_enrolment` or `jitter_average`.
     pub fn enrolment_engine(self: &Arc<Self>) -> Result<FaceEngine> {
-        self.engine_with(
-            self.options.flip_average || self.options.flip_enrolment,
-            self.options.jitter_average || self.options.jitter_enrolment,
+        self.engine_with(self.averaging(true))
+    }
+
+    /// (mirror, chip jitter): what [`engine`](Self::engine) (`enrolment`:
+    /// [`enrolment_engine`](Self::enrolment_engine)) averages each embedding over.
+    fn averaging(&self, enrolment: bool) -> (bool, bool) {
+        let o = &self.options;
+        (
+            o.flip_average || (enrolment && o.flip_enrolment),
+            o.jitter_average || (enrolment && o.jitter_enrolment),
         )
+    }
+
+    /// Encoder runs per face for [`engine`](Self::engine) (`enrolment`:
+    /// [`enrolment_engine`](Self::enrolment_engine)).
+    pub fn encoder_runs(&self, enrolment: bool) -> usize {
+        let (flip, jitter) = self.averaging(enrolment);
+        let chips = if jitter { CHIP_JITTER.len() } else { 1 };
+        chips * if flip { 2 } else { 1 }
     }
 
     /// How a face is embedded by [`engine`](Self::engine) (`enrolment`: by
     /// [`enrolment_engine`](Self::enrolment_engine)), e.g. "5 chips x mirror (10 encoder runs)".
     pub fn embedding_recipe(&self, enrolment: bool) -> String {
-        let o = &self.options;
-        let flip = o.flip_average || (enrolment && o.flip_enrolment);
-        let jitter = o.jitter_average || (enrolment && o.jitter_enrolment);
-        let chips = if jitter { CHIP_JITTER.len() } else { 1 };
-        let runs = chips * if flip { 2 } else { 1 };
-        match (chips, flip) {
-            (1, false) => "1 chip".into(),
-            (1, true) => "1 chip x mirror (2 encoder runs)".into(),
-            (n, false) => format!("{n} shifted chips ({runs} encoder runs)"),
-            (n, true) => format!("{n} shifted chips x mirror ({runs} encoder runs)"),
+        let (flip, jitter) = self.averaging(enrolment);
+        let runs = self.encoder_runs(enrolment);
+        match (jitter, flip) {
+            (false, false) => "1 chip".into(),
+            (false, true) => "1 chip x mirror (2 encoder runs)".into(),
+            (true, false) => format!("{} shifted chips ({runs} encoder runs)", CHIP_JITTER.len()),
+            (true, true) => format!(
+                "{} shifted chips x mirror ({runs} encoder runs)",
+                CHIP_JITTER.len()
+            ),
         }
     }
 
-    fn engine_with(self: &Arc<Self>, flip: bool, jitter: bool) -> Result<FaceEngine> {
+    fn engine_with(self: &Arc<Self>, (flip, jitter): (bool, bool)) -> Result<FaceEngine> {
         Ok(FaceEngine {
             flip,
             jitter,
@@ -439,27 +454,26 @@ impl FaceEngine {
 
     /// Cuts the aligned chip for `landmarks` into the engine's chip buffer and returns it.
     pub fn align(&mut self, img: &RgbImage, landmarks: &Landmarks) -> &RgbImage {
-        let spec = &self.models.encoder.spec;
-        let placement = ChipPlacement::fit(landmarks, spec.chip_size, spec.chip_padding);
+        let placement = self.placement(landmarks);
         self.aligner.extract(img, &placement, &mut self.chip);
         &self.chip
+    }
+
+    /// Where the encoder's chip lies for `landmarks`.
+    fn placement(&self, landmarks: &Landmarks) -> ChipPlacement {
+        let spec = &self.models.encoder.spec;
+        ChipPlacement::fit(landmarks, spec.chip_size, spec.chip_padding)
     }
 
     /// The mean embedding over the chip cut as each of [`CHIP_JITTER`] (each mirrored too when
     /// the engine flips).
     fn encode_jittered(&mut self, img: &RgbImage, landmarks: &Landmarks) -> Result<Embedding> {
-        let mut sum = [0.0f32; EMBEDDING_DIM];
+        let mut each = Vec::with_capacity(CHIP_JITTER.len());
         for j in &CHIP_JITTER {
             self.align_jittered(img, landmarks, j);
-            let e = self.encode_chip()?;
-            for (s, v) in sum.iter_mut().zip(e.0) {
-                *s += v;
-            }
+            each.push(self.encode_chip()?);
         }
-        for s in &mut sum {
-            *s /= CHIP_JITTER.len() as f32;
-        }
-        Ok(Embedding(sum))
+        Ok(Embedding::mean(&each).expect("CHIP_JITTER is not empty"))
     }
 
     /// [`align`](Self::align) with the chip's placement perturbed by `jitter`.
@@ -469,10 +483,8 @@ impl FaceEngine {
         landmarks: &Landmarks,
         jitter: &ChipJitter,
     ) -> &RgbImage {
-        let spec = &self.models.encoder.spec;
-        let placement = ChipPlacement::fit(landmarks, spec.chip_size, spec.chip_padding);
-        self.aligner
-            .extract(img, &placement.jittered(jitter), &mut self.chip);
+        let placement = self.placement(landmarks).jittered(jitter);
+        self.aligner.extract(img, &placement, &mut self.chip);
         &self.chip
     }
 
@@ -483,11 +495,7 @@ impl FaceEngine {
             return Ok(e);
         }
         let m = self.encoder.encode(&self.chip, true)?;
-        let mut avg = [0.0f32; EMBEDDING_DIM];
-        for (k, a) in avg.iter_mut().enumerate() {
-            *a = (e.0[k] + m.0[k]) / 2.0;
-        }
-        Ok(Embedding(avg))
+        Ok(Embedding::mean([&e, &m]).expect("two embeddings"))
     }
 
     /// Landmarks, chip and embedding for one detection.
